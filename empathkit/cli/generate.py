@@ -1,0 +1,41 @@
+"""``empathkit generate``: run a method (or a trained run) over a data split and save predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from empathkit.cli.common import console, friendly_errors
+
+
+@friendly_errors
+def generate(overrides: List[str] = typer.Argument(None, help="key=value config overrides, e.g. data.test_limit=50"),
+             method: str = typer.Option("prompt", help="registered method name (see `empathkit methods`)"),
+             config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config or recipe name"),
+             run: Optional[Path] = typer.Option(None, help="a trained run directory to generate with"),
+             split: Optional[str] = typer.Option(None, help="train | valid | test"),
+             limit: Optional[int] = typer.Option(None, help="number of examples (seeded, emotion-stratified subset)"),
+             out: Optional[str] = typer.Option(None, help="parent folder of the run directory (default runs/)")):
+    """Generate responses; writes <out>/<time>-generate-<method>/predictions.jsonl + config + versions."""
+    from empathkit.api import run_generate
+    from empathkit.config import load_config
+    from empathkit.runs import load_run_config
+
+    base = {"method": method}
+    if run is not None and config is None:
+        base = load_run_config(run)
+        base.pop("train", None)
+    cfg = load_config(config, overrides or [], defaults=base)
+    if config is None and run is None:
+        cfg["method"] = method
+    if split:
+        cfg.setdefault("data", {})["split"] = split
+    if limit is not None:
+        s = cfg.setdefault("data", {}).get("split", "test")
+        cfg["data"][f"{s}_limit"] = limit
+    if out:
+        cfg["output_dir"] = out
+    run_dir = run_generate(cfg, from_run=run)
+    console.print(f"predictions: {run_dir / 'predictions.jsonl'}")

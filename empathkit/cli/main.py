@@ -1,0 +1,60 @@
+"""The ``empathkit`` console script. Each command group lives in its own module and is added here in one line."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from empathkit.cli.common import setup_logging
+
+app = typer.Typer(help="empathkit: train, evaluate and serve empathetic dialogue models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")):
+    setup_logging(verbose)
+
+
+@app.command("methods")
+def methods():
+    """List registered methods."""
+    from empathkit.methods import METHODS
+
+    for name, spec in METHODS.items():
+        typer.echo(f"{name:12s} {spec.description}")
+
+
+# command groups (sub-apps) and single commands: (module, attribute, name, kind)
+_COMMANDS = [
+    ("empathkit.cli.data", "app", "data", "group"),
+    ("empathkit.cli.generate", "generate", "generate", "command"),
+    ("empathkit.cli.evaluate", "evaluate", "evaluate", "command"),
+    ("empathkit.cli.classifiers", "app", "classifiers", "group"),
+    ("empathkit.cli.train", "train", "train", "command"),
+    ("empathkit.cli.report", "report", "report", "command"),
+    ("empathkit.cli.demo", "demo", "demo", "command"),
+    ("empathkit.cli.chat", "chat", "chat", "command"),
+    ("empathkit.cli.serve", "serve", "serve", "command"),
+]
+
+for _mod, _attr, _name, _kind in _COMMANDS:
+    try:
+        _obj = getattr(importlib.import_module(_mod), _attr)
+    except ModuleNotFoundError as _e:  # a command group not written yet
+        if _e.name != _mod:
+            raise
+        continue
+    if _kind == "group":
+        app.add_typer(_obj, name=_name)
+    else:
+        app.command(_name)(_obj)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

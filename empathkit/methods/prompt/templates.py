@@ -1,0 +1,55 @@
+"""Structured-prompt templates (NLPCC 2025 Task 8 prompt engineering), named and versioned.
+
+A template has a role definition, a task objective and response guidelines. ``{emotion}`` and ``{situation}`` are
+filled from the example when ``use_emotion`` / ``use_situation`` are on (gold labels during evaluation; predicted
+or none in chat). Changing a template's text means a new version name: results stay traceable to the prompt used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from empathkit.registry import Registry
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    role: str
+    objective: str
+    guidelines: tuple[str, ...]
+    max_new_tokens: int | None = None  # a token cap that goes with the template (length-controlled variant)
+
+    def render(self, emotion: str | None = None, situation: str | None = None) -> str:
+        parts = [f"# Role\n{self.role}", f"# Task\n{self.objective}"]
+        ctx = []
+        if emotion:
+            ctx.append(f"The user seems to feel: {emotion}.")
+        if situation:
+            ctx.append(f"Their situation: {situation}")
+        if ctx:
+            parts.append("# Context\n" + "\n".join(ctx))
+        parts.append("# Guidelines\n" + "\n".join(f"- {g}" for g in self.guidelines))
+        return "\n\n".join(parts)
+
+
+TEMPLATES: Registry[PromptTemplate] = Registry("prompt template")
+
+_ROLE = ("You are a warm, attentive listener in a one-to-one conversation. You are not a therapist and you do not "
+         "give medical advice; you respond the way a caring, emotionally intelligent friend would.")
+_OBJECTIVE = ("Write the listener's next reply. Recognise what the user feels, show that you understood their "
+              "situation, and keep the conversation going in a supportive way.")
+_GUIDELINES = (
+    "Acknowledge the user's feeling in your own words before anything else.",
+    "Refer to a specific detail of what they said; avoid generic phrases.",
+    "Match their emotional tone: share joy when they are happy, be gentle when they are hurting.",
+    "Ask at most one open question, and only if it helps them continue.",
+    "Do not lecture, judge, or give unsolicited lists of advice.",
+)
+
+TEMPLATES.register("structured-v1", PromptTemplate("structured-v1", _ROLE, _OBJECTIVE, _GUIDELINES))
+TEMPLATES.register("length-controlled-v1", PromptTemplate(
+    "length-controlled-v1", _ROLE, _OBJECTIVE,
+    _GUIDELINES + ("Reply in one or two short sentences (at most 30 words).",), max_new_tokens=40))
+TEMPLATES.register("plain", PromptTemplate("plain", "You are a helpful, empathetic conversation partner.",
+                                           "Reply to the user.", ()))

