@@ -11,7 +11,7 @@ from rich.console import Console
 
 from empathkit.errors import EmpathkitError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -19,12 +19,13 @@ def _register_builtin() -> None:
     # further methods register themselves below, one line each
     for mod in ("empathkit.methods.sft", "empathkit.methods.ecg_lora", "empathkit.methods.empo"):
         try:
-            spec = __import__(mod, fromlist=["SPEC"]).SPEC
+            spec = getattr(__import__(mod, fromlist=["SPEC"]), "SPEC", None)
         except ModuleNotFoundError as e:
             if e.name != mod:
                 raise
             continue
-        METHODS.register(spec.name, spec)
+        if spec is not None:
+            METHODS.register(spec.name, spec)
 
 
 _register_builtin()
