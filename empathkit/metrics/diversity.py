@@ -1,0 +1,234 @@
+"""Diversity metrics: Distinct-n in three conventions, the response-tries statistics of Lee et al. (2024), length.
+
+- ``dist``      corpus-level Dist-1/2/3 over NLTK tokens (lower-cased), ×100 — CEM / CASE convention
+                (unique n-grams of all responses / all n-grams of all responses).
+- ``dist-ws``   corpus-level Dist-1/2/3 over whitespace tokens, ×100 — KEMP convention.
+- ``dist-sent`` per-sentence Dist-1/2/3 averaged over responses, NLTK tokens, [0, 1] — EmpGPT-3 / ECG-LoRA
+                convention (a response with fewer than n tokens scores 0.0).
+- ``response-tries``  # templates, span nodes / total nodes, children of the root, compression ratio,
+                # unique start words (EmPO Table 4) — hand-written, see :func:`response_tries`.
+- ``length``    mean response length in NLTK tokens.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, defaultdict
+from typing import Sequence
+
+from empathkit.metrics.base import Batch, MetricResult, register_metric
+from empathkit.metrics.resources import tokenize
+
+NS = (1, 2, 3)
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_corpus(token_lists: Sequence[Sequence[str]], n: int) -> float:
+    """Unique n-grams / total n-grams over the whole corpus (0 when there are no n-grams)."""
+    seen: set = set()
+    total = 0
+    for toks in token_lists:
+        g = ngrams(toks, n)
+        seen.update(g)
+        total += len(g)
+    return len(seen) / total if total else 0.0
+
+
+def distinct_sentence(tokens: Sequence[str], n: int) -> float:
+    g = ngrams(tokens, n)
+    return len(set(g)) / len(g) if g else 0.0
+
+
+@register_metric("dist", family="diversity", description="corpus Dist-1/2/3, NLTK tokens lower-cased, ×100 (CEM/CASE)")
+def dist(batch: Batch, resources=None, ns=NS, lower: bool = True, scale: float = 100.0) -> MetricResult:
+    toks = [tokenize(h, "nltk", lower) for h in batch.hypotheses]
+    agg = {f"dist-{n}": scale * distinct_corpus(toks, n) for n in ns}
+    return MetricResult("dist", agg, None, {"tokenize": "nltk", "lowercase": lower, "level": "corpus", "scale": scale})
+
+
+@register_metric("dist-ws", family="diversity", description="corpus Dist-1/2/3, whitespace tokens, ×100 (KEMP)")
+def dist_ws(batch: Batch, resources=None, ns=NS, lower: bool = False, scale: float = 100.0) -> MetricResult:
+    toks = [tokenize(h, "whitespace", lower) for h in batch.hypotheses]
+    agg = {f"dist-ws-{n}": scale * distinct_corpus(toks, n) for n in ns}
+    return MetricResult("dist-ws", agg, None, {"tokenize": "whitespace", "lowercase": lower, "level": "corpus",
+                                               "scale": scale})
+
+
+@register_metric("dist-sent", family="diversity", description="per-sentence Dist-1/2/3 averaged over responses, NLTK tokens, [0,1] (ECG-LoRA)")
+def dist_sent(batch: Batch, resources=None, ns=NS, lower: bool = True) -> MetricResult:
+    toks = [tokenize(h, "nltk", lower) for h in batch.hypotheses]
+    per = {f"dist-sent-{n}": [distinct_sentence(t, n) for t in toks] for n in ns}
+    agg = {k: (sum(v) / len(v) if v else 0.0) for k, v in per.items()}
+    return MetricResult("dist-sent", agg, per, {"tokenize": "nltk", "lowercase": lower, "level": "sentence",
+                                                "scale": "[0,1]"})
+
+
+@register_metric("length", family="diversity", higher_is_better=True, description="mean response length in NLTK tokens")
+def length(batch: Batch, resources=None) -> MetricResult:
+    per = [float(len(tokenize(h, "nltk"))) for h in batch.hypotheses]
+    return MetricResult("length", {"length": sum(per) / len(per) if per else 0.0}, {"length": per},
+                        {"tokenize": "nltk", "unit": "tokens"})
+
+
+# ------------------------------------------------------------------------------------------------ response tries
+class _Trie:
+    __slots__ = ("children",)
+
+    def __init__(self):
+        self.children: dict[str, "_Trie"] = {}
+
+    def insert(self, seq: Sequence[str]) -> None:
+        node = self
+        for t in seq:
+            node = node.children.setdefault(t, _Trie())
+
+    def size(self) -> int:
+        """Number of nodes including the root (as ``num_nodes`` of Lee et al.)."""
+        count, stack = 0, [self]
+        while stack:
+            cur = stack.pop()
+            count += 1
+            stack.extend(cur.children.values())
+        return count
+
+
+def _all_ngrams(tokens: Sequence[str], max_n: int | None) -> list[tuple[str, ...]]:
+    top = len(tokens) if max_n is None else min(len(tokens), max_n)
+    out = []
+    for n in range(2, top + 1):
+        out.extend(ngrams(tokens, n))
+    return out
+
+
+def _replace(tokens: list[str], span: tuple[str, ...], sym: str) -> list[str]:
+    """Left-to-right, non-overlapping replacement of ``span`` by ``sym`` (token level)."""
+    out, i, n = [], 0, len(span)
+    while i < len(tokens):
+        if tuple(tokens[i:i + n]) == span:
+            out.append(sym)
+            i += n
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+def spanify(responses: Sequence[Sequence[str]], max_span: int | None = None) -> tuple[list[list[str]], dict[str, tuple[str, ...]]]:
+    """Fold repeated token spans into span symbols until no n-gram (n ≥ 2) occurs twice (Lee et al. 2024).
+
+    Hand-written (no library does this): a re-implementation of ``SpanProcessor.spanify`` from
+    MichiganNLP/empathy_eval with incremental n-gram counts and a lazy max-heap instead of a full recount per
+    iteration. Each iteration picks the n-gram with the highest weight ``len × count`` (count = occurrences over
+    all responses, count ≥ 2), ties → the shortest, then the first occurrence (response index, position), and
+    replaces its occurrences with a new symbol. Differences from the original: replacement is token-level (the
+    original replaces in the space-joined string, which can also match inside longer tokens) and ``max_span``
+    optionally caps the n-gram length (``None`` = no cap, as in the original).
+    Returns the templates (responses with span symbols) and the span table (symbol → its tokens).
+    """
+    data = [list(r) for r in responses]
+    counts: Counter = Counter()
+    where: dict[tuple, set[int]] = defaultdict(set)
+
+    def first_pos(g: tuple) -> tuple[int, int]:
+        i = min(where[g])
+        toks, n = data[i], len(g)
+        for p in range(len(toks) - n + 1):
+            if tuple(toks[p:p + n]) == g:
+                return i, p
+        return i, 0
+
+    def key(g: tuple) -> tuple:
+        c = counts[g]
+        w = len(g) * c if c > 1 else 1
+        return (-w, len(g)) + first_pos(g)
+
+    def add(i: int) -> list[tuple]:
+        gs = _all_ngrams(data[i], max_span)
+        counts.update(gs)
+        for g in gs:
+            where[g].add(i)
+        return gs
+
+    def remove(i: int) -> None:
+        gs = _all_ngrams(data[i], max_span)
+        counts.subtract(gs)
+        for g in set(gs):
+            where[g].discard(i)
+            if counts[g] <= 0:
+                del counts[g]
+                where.pop(g, None)
+
+    for i in range(len(data)):
+        add(i)
+    heap = [key(g) + (g,) for g, c in counts.items() if c >= 2]
+    heapq.heapify(heap)
+    spans: dict[str, tuple[str, ...]] = {}
+    while heap:
+        entry = heapq.heappop(heap)
+        g = entry[-1]
+        if counts.get(g, 0) < 2:
+            continue
+        cur = key(g)
+        if cur != entry[:-1]:  # stale entry: its count or first occurrence changed since it was pushed
+            heapq.heappush(heap, cur + (g,))
+            continue
+        sym = f"span_{len(spans)}"
+        spans[sym] = g
+        new: set = set()
+        for i in sorted(where[g]):
+            remove(i)
+            data[i] = _replace(data[i], g, sym)
+            new.update(x for x in add(i) if sym in x)
+        for x in new:
+            if counts.get(x, 0) >= 2:
+                heapq.heappush(heap, key(x) + (x,))
+    return data, spans
+
+
+def response_tries(responses: Sequence[str], lower: bool = False, max_span: int | None = None) -> dict[str, float]:
+    """EmPO Table 4 / Lee et al. (2024) statistics of a set of responses (NLTK tokens, case kept as in the original).
+
+    - ``templates``: number of unique templates (folded responses) — equals the number of unique responses;
+    - ``span-nodes`` / ``total-nodes``: span symbols used (recursively) / nodes of the folded trie (root included);
+    - ``root-children``: distinct first symbols of the folded trie;
+    - ``compression``: nodes of the folded trie / nodes of the plain token trie (higher = less repetition);
+    - ``unique-start-words``: distinct first tokens of the responses.
+    """
+    toks = [tokenize(r, "nltk", lower) for r in responses]
+    templates, spans = spanify(toks, max_span)
+    folded, unfolded = _Trie(), _Trie()
+    for t in templates:
+        folded.insert(t)
+    for t in toks:
+        unfolded.insert(t)
+    used: set = set()
+    stack = [s for t in templates for s in t if s in spans]
+    while stack:
+        s = stack.pop()
+        if s not in used:
+            used.add(s)
+            stack.extend(x for x in spans[s] if x in spans)
+    total = folded.size()
+    return {
+        "templates": float(len({tuple(t) for t in templates})),
+        "span-nodes": float(len(used)),
+        "total-nodes": float(total),
+        "span-node-ratio": len(used) / total if total else 0.0,
+        "root-children": float(len(folded.children)),
+        "compression": total / unfolded.size() if toks else 0.0,
+        "unique-start-words": float(len(unfolded.children)),
+    }
+
+
+@register_metric("response-tries", family="diversity", description="response-tries diversity of Lee et al. 2024 (EmPO Table 4)")
+def response_tries_metric(batch: Batch, resources=None, lower: bool = False, max_span: int | None = None) -> MetricResult:
+    stats = response_tries(batch.hypotheses, lower, max_span)
+    n = len(batch.hypotheses)
+    agg = {f"tries-{k}": v for k, v in stats.items()}
+    agg["tries-templates-pct"] = 100.0 * stats["templates"] / n if n else 0.0
+    agg["tries-root-children-pct"] = 100.0 * stats["root-children"] / n if n else 0.0
+    return MetricResult("response-tries", agg, None, {"tokenize": "nltk", "lowercase": lower, "max_span": max_span,
+                                                      "implementation": "hand-written port of Lee et al. 2024"})

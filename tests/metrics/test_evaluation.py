@@ -1,0 +1,145 @@
+"""Reading system outputs (JSONL / CSV / TSV / parallel text), presets, reports and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from empathkit.errors import DataError
+from empathkit.evaluation import (Columns, evaluate, read_predictions, records_from_predictions, resolve_metrics,
+                                  write_report)
+
+ROWS = [
+    {"id": "a#1", "emotion": "sad", "context": ["My cat died.", "Oh no."], "reference": "I am so sorry, that is hard.",
+     "prediction": "I am sorry to hear that."},
+    {"id": "b#1", "emotion": "joyful", "context": ["I got the job!"], "reference": "Congratulations, well done!",
+     "prediction": "Congratulations! That is great news."},
+    {"id": "c#1", "emotion": "afraid", "context": ["I heard a noise."], "reference": "That sounds scary.",
+     "prediction": "That is scary, what did you do?"},
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_read_jsonl_prediction_format(tmp_path):
+    recs = read_predictions(write_jsonl(tmp_path / "p.jsonl", ROWS))
+    assert [r.id for r in recs] == ["a#1", "b#1", "c#1"]
+    assert recs[0].context == ["My cat died.", "Oh no."] and recs[0].emotion == "sad"
+
+
+def test_jsonl_errors_name_file_line_field(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:2: invalid JSON"):
+        read_predictions(p)
+    bad = dict(ROWS[1])
+    del bad["reference"]
+    write_jsonl(p, [ROWS[0], bad])
+    with pytest.raises(DataError) as e:
+        read_predictions(p)
+    assert e.value.line == 2 and e.value.field == "reference"
+    write_jsonl(p, [{**ROWS[0], "prediction": 3}])
+    with pytest.raises(DataError, match=r":1: field 'prediction': expected a string"):
+        read_predictions(p)
+
+
+def test_read_csv_and_tsv_with_configured_columns(tmp_path):
+    p = tmp_path / "sys.tsv"
+    p.write_text("uid\tgen\tgold\thistory\n1\tI am sorry.\tSo sorry!\tMy dog is ill ||| Oh no\n2\tNice!\tGreat!\t\n")
+    recs = read_predictions(p, columns=Columns(hypothesis="gen", reference="gold", context="history", id="uid"))
+    assert recs[0].hypothesis == "I am sorry." and recs[0].context == ["My dog is ill", "Oh no"] and recs[1].id == "2"
+    c = tmp_path / "sys.csv"
+    c.write_text('response,target\n"Hi, there",Hello\n"too, many",fields,here\n')
+    with pytest.raises(DataError) as e:
+        read_predictions(c)
+    assert e.value.line == 3 and "more fields" in str(e.value)
+    with pytest.raises(DataError, match="missing hypothesis field/column 'nope'"):
+        read_predictions(p, columns=Columns(hypothesis="nope"))
+
+
+def test_read_parallel_text_files(tmp_path):
+    h, r, c = tmp_path / "hyp.txt", tmp_path / "ref.txt", tmp_path / "ctx.txt"
+    h.write_text("i am sorry\ngreat news\n")
+    r.write_text("so sorry\nwonderful\n")
+    c.write_text("my cat died\toh no\ni got the job\n")
+    recs = read_predictions(h, references=r, contexts=c)
+    assert recs[0].context == ["my cat died", "oh no"] and recs[1].reference == "wonderful"
+    r.write_text("so sorry\n")
+    with pytest.raises(DataError, match=r"2 hypotheses but 1 references") as e:
+        read_predictions(h, references=r)
+    assert e.value.line == 2
+
+
+def test_basic_preset_is_bleu_rouge_l_dist12():
+    res = evaluate([("s", records_from_predictions(ROWS))], preset="basic", progress=False)
+    assert res.keys() == ["bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "dist-1", "dist-2"]
+    assert res.runs[0].family_timings.keys() == {"lexical", "diversity"}
+    assert [m for m, _ in resolve_metrics()] == ["bleu", "rouge", "dist"]  # the default
+
+
+def test_metric_options_and_unknown_metric():
+    from empathkit.errors import ConfigError
+
+    ms = resolve_metrics("meteor,rouge", metric_options={"rouge": {"types": ["rouge1"]}})
+    assert ms == [("meteor", {}), ("rouge", {"types": ["rouge1"]})]
+    with pytest.raises(ConfigError, match="unknown metric 'blue'"):
+        resolve_metrics("blue")
+
+
+def test_seeds_mean_sd_and_report_files(tmp_path):
+    recs = records_from_predictions(ROWS)
+    worse = records_from_predictions([{**r, "prediction": "ok."} for r in ROWS])
+    res = evaluate([("sys", recs), ("sys", worse), ("base", worse)], metrics="rouge", progress=False)
+    summ = res.summary()
+    assert summ["sys"]["rouge-l"]["n_runs"] == 2 and summ["sys"]["rouge-l"]["sd"] > 0
+    assert summ["base"]["rouge-l"]["sd"] == 0.0
+    out = write_report(res, tmp_path / "eval")
+    md = (out / "report.md").read_text()
+    assert "±" in md and "| base |" in md
+    assert (out / "report.html").read_text().startswith("<!doctype html>")
+    assert {p.name for p in (out / "per_example").iterdir()} == {"sys.run1.jsonl", "sys.run2.jsonl", "base.jsonl"}
+    line = json.loads((out / "per_example" / "base.jsonl").read_text().splitlines()[0])
+    assert line["id"] == "a#1" and "rouge-l" in line
+    agg = json.loads((out / "aggregates.json").read_text())
+    assert agg["runs"][0]["seconds_per_family"]["lexical"] >= 0
+    assert (out / "versions.json").is_file() and (out / "config.yaml").is_file()
+
+
+def test_missing_resource_is_skipped_not_fatal(monkeypatch):
+    from empathkit.errors import ResourceMissing
+    from empathkit.metrics import METRICS
+    from empathkit.metrics.base import MetricSpec
+
+    def needs_data(batch, resources, **kw):
+        raise ResourceMissing("no lexicon here")
+
+    monkeypatch.setitem(METRICS._items, "needs-data", MetricSpec("needs-data", needs_data, "lexicon"))
+    res = evaluate([("s", records_from_predictions(ROWS))], metrics="needs-data,dist", progress=False)
+    assert res.runs[0].skipped == {"needs-data": "no lexicon here"}
+    assert "dist-1" in res.runs[0].aggregates
+    with pytest.raises(ResourceMissing):
+        evaluate([("s", records_from_predictions(ROWS))], metrics="needs-data", strict=True, progress=False)
+
+
+def test_cli_evaluate_default_basic_and_significance(tmp_path):
+    from empathkit.cli.main import app
+
+    a = write_jsonl(tmp_path / "a.jsonl", ROWS)
+    b = write_jsonl(tmp_path / "b.jsonl", [{**r, "prediction": "ok."} for r in ROWS])
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", f"good={a}", f"bad={b}", "-m", "bleu-sent", "-o", str(tmp_path / "o"),
+                              "--significance", "--resamples", "200"])
+    assert res.exit_code == 0, res.output
+    assert "bleu-sent-4" in res.output and "paired-bootstrap" in res.output
+    sig = json.loads((tmp_path / "o" / "significance.json").read_text())
+    assert sig[0]["system"] == "bad" and sig[0]["delta"] < 0
+    res = runner.invoke(app, ["evaluate", str(a), "-o", str(tmp_path / "o2")])
+    assert res.exit_code == 0, res.output
+    assert "dist-2" in res.output and "rouge-l" in res.output
+    res = runner.invoke(app, ["evaluate", str(a), "--hyp-col", "nope", "-o", str(tmp_path / "o3")])
+    assert res.exit_code == 2 and "field 'nope'" in res.output
