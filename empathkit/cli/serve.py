@@ -1,0 +1,61 @@
+"""``empathkit serve``: the OpenAI-compatible API + web chat page for the default model or a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from empathkit.cli.common import console, friendly_errors
+
+
+def build_generator(method: str, run: Optional[Path], max_new_tokens: Optional[int]):
+    """Shared by ``chat`` and ``serve``: a trained run (its own method) or a method with its default config."""
+    from empathkit.api import load_generator
+
+    gen = load_generator(method, run) if run is not None else load_generator(method, None, {})
+    if max_new_tokens:
+        gen.default_settings = gen.default_settings.model_copy(update={"max_new_tokens": max_new_tokens})
+    return gen
+
+
+def build_guards(safety_resources: Optional[Path], emotion_classifier: str):
+    from empathkit.serving.emotion import EmotionDetector
+    from empathkit.serving.safety import SafetyLayer, load_safety_config
+
+    detector = EmotionDetector(None) if emotion_classifier in ("", "none") else EmotionDetector.load(emotion_classifier)
+    return detector, SafetyLayer(load_safety_config(safety_resources))
+
+
+@friendly_errors
+def serve(method: str = typer.Option("prompt", help="registered method (see `empathkit methods`); ignored with --run"),
+          run: Optional[Path] = typer.Option(None, "--run", help="a trained run directory to serve"),
+          host: str = typer.Option("127.0.0.1", help="bind address (loopback by default; set an API key otherwise)"),
+          port: int = typer.Option(8000, help="TCP port"),
+          api_key: Optional[str] = typer.Option(None, "--api-key", envvar="EMPATHKIT_API_KEY",
+                                                help="require 'Authorization: Bearer <key>' on /v1 routes"),
+          max_batch: int = typer.Option(8, min=1, help="largest micro-batch"),
+          max_wait_ms: float = typer.Option(20.0, min=0, help="how long the first request waits for others"),
+          queue_size: int = typer.Option(64, min=1, help="waiting requests before answering 429"),
+          timeout: float = typer.Option(120.0, min=0.1, help="seconds per request before 504"),
+          max_new_tokens: Optional[int] = typer.Option(None, min=1, help="default reply length cap"),
+          max_tokens_limit: int = typer.Option(512, min=1, help="largest max_tokens a request may ask for"),
+          stream_mode: str = typer.Option("tokens", help="tokens (real token streaming) | chunks"),
+          model_id: Optional[str] = typer.Option(None, help="model id in /v1/models (default empathkit-<method>)"),
+          emotion_classifier: str = typer.Option("emotion", help="classifier kind for the user's emotion; 'none' = off"),
+          safety_resources: Optional[Path] = typer.Option(None, "--safety-resources",
+                                                          help="YAML/JSON with crisis reply texts and resources")):
+    """Serve POST /v1/chat/completions (+ streaming), GET /v1/models, GET /health and the web chat page at /."""
+    from empathkit.config import validate
+    from empathkit.serving.server import ServerSettings, create_app, run as run_server
+
+    settings = validate(ServerSettings, dict(model_id=model_id, api_key=api_key or None, max_batch=max_batch,
+                                             max_wait_ms=max_wait_ms, queue_size=queue_size, timeout=timeout,
+                                             max_tokens_limit=max_tokens_limit, stream_mode=stream_mode), "serve")
+    detector, safety = build_guards(safety_resources, emotion_classifier)
+    gen = build_generator(method, run, max_new_tokens)
+    app = create_app(gen, settings, emotion_detector=detector, safety=safety)
+    console.print(f"serving [cyan]{app.state.model_id}[/] on http://{host}:{port}  (web chat: /, API: /v1)"
+                  + ("  [API key required]" if api_key else ""))
+    run_server(app, host=host, port=port)

@@ -1,0 +1,443 @@
+"""FastAPI app: an OpenAI-compatible chat API over any empathkit ``Generator``, a health check and the web chat page.
+
+Routes: ``POST /v1/chat/completions`` (JSON or SSE stream), ``GET /v1/models``, ``GET /v1/models/{id}``,
+``GET /health``, ``GET /`` (static/index.html). Errors always use the OpenAI shape
+``{"error": {"message", "type", "param", "code"}}`` with a 4xx code for bad requests (FastAPI's 422 handler is
+replaced by a 400 one), 401 for a missing/wrong API key, 404 for an unknown model, 413 for an oversized body,
+429 when the request queue is full and 504 on timeout.
+
+Every reply carries an ``empathkit`` object (in the JSON body, and in the first SSE chunk):
+``{"emotion": {"label", "prob", "source"}, "safety": {"flagged", "category", ...}, "batch_size", "gate"}``.
+
+Streaming (``stream: true``) has two modes (``ServerSettings.stream_mode``):
+- ``tokens`` (default): the request runs alone (batch of one) with a ``transformers.AsyncTextIteratorStreamer`` and
+  text is sent as it is generated. Used when the generator does not override ``Generator.chat`` and the request has
+  no ``stop`` strings; otherwise the server falls back to ``chunks``.
+- ``chunks``: the request is micro-batched like any other and the finished reply is sent word by word.
+
+Security defaults: the CLI binds 127.0.0.1; with ``api_key`` set every ``/v1`` route needs ``Authorization: Bearer
+<key>`` (``/``, ``/health`` stay open); the request body is capped at ``max_body_bytes``; nothing from a request is
+ever used as a path, a pickle or code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from empathkit.methods.base import Generator
+from empathkit.models.generation import GenerationSettings
+from empathkit.serving.batcher import (ChatJob, ChatResult, JobTimeout, MicroBatcher, QueueFull,
+                                       supports_token_streaming)
+from empathkit.serving.emotion import NONE, EmotionDetector, last_user_text
+from empathkit.serving.safety import SafetyLayer, SafetyResult
+from empathkit.serving.schemas import ChatCompletionRequest, error_body
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class ServerSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    model_id: str | None = Field(None, description="id shown in /v1/models; default 'empathkit-<method>'")
+    api_key: str | None = Field(None, description="if set, /v1 routes need 'Authorization: Bearer <key>'")
+    max_batch: int = Field(8, ge=1, le=256)
+    max_wait_ms: float = Field(20.0, ge=0, le=5000)
+    queue_size: int = Field(64, ge=1, le=100_000)
+    timeout: float = Field(120.0, gt=0, description="seconds per request (queue wait + generation)")
+    max_messages: int = Field(64, ge=1)
+    max_input_chars: int = Field(16_000, ge=1, description="total characters over all messages")
+    max_tokens_limit: int = Field(512, ge=1, description="largest accepted max_tokens")
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    stream_mode: Literal["tokens", "chunks"] = "tokens"
+    safety: bool = True
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.body, self.headers = status, error_body(message, type_, param, code), headers
+
+
+def _loc(loc: tuple) -> str:
+    parts = [str(x) for x in loc if x not in ("body",)]
+    return ".".join(parts)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errs = exc.errors()
+    if not errs:
+        return "invalid request", None
+    e = errs[0]
+    if e.get("type") == "json_invalid":
+        return "the request body is not valid JSON", None
+    if not _loc(e.get("loc", ())):
+        return "the request body must be a JSON object", None
+    param = _loc(e.get("loc", ())) or None
+    msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
+    more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+    return (f"{param}: {msg}" if param else msg) + more, param
+
+
+class BodyLimit:
+    """Reject request bodies over ``limit`` bytes with an OpenAI-style 413 (by Content-Length, or while reading a
+    chunked body). Hand-written: Starlette's own limiter answers in plain text."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def _too_large(self, scope, receive, send) -> None:
+        body = error_body(f"request body larger than {self.limit} bytes", code="request_too_large")
+        await JSONResponse(body, status_code=413)(scope, receive, send)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._too_large(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            more = msg.get("more_body", False)
+            if size > self.limit:
+                return await self._too_large(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _settings_for(req: ChatCompletionRequest, base: GenerationSettings, max_batch: int) -> GenerationSettings:
+    upd: dict[str, Any] = {"batch_size": max_batch}
+    max_new = req.max_completion_tokens or req.max_tokens
+    if max_new:
+        upd["max_new_tokens"] = max_new
+    if req.temperature is not None:
+        if req.temperature == 0:
+            upd["do_sample"] = False
+        else:
+            upd.update(do_sample=True, temperature=req.temperature)
+    if req.top_p is not None:
+        upd["top_p"] = req.top_p
+    if req.seed is not None:
+        upd["seed"] = req.seed
+    return base.model_copy(update=upd)
+
+
+def _apply_stops(text: str, stops: list[str]) -> tuple[str, bool]:
+    cut = min((text.find(s) for s in stops if s in text), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _chunks(text: str) -> list[str]:
+    return re.findall(r"\s*\S+", text) or [""]
+
+
+def create_app(generator: Generator, settings: ServerSettings | dict | None = None, *,
+               emotion_detector: EmotionDetector | None = None, safety: SafetyLayer | None = None) -> FastAPI:
+    """Build the app. ``emotion_detector`` defaults to no classifier (emotion 'none'); pass
+    ``EmotionDetector.load()`` to use the trained one. ``safety`` defaults to the rule-based layer."""
+    cfg = settings if isinstance(settings, ServerSettings) else ServerSettings(**(settings or {}))
+    detector = emotion_detector or EmotionDetector(None)
+    guard = safety or SafetyLayer()
+    model_id = cfg.model_id or f"empathkit-{generator.name}"
+    created = int(time.time())
+    batcher = MicroBatcher(generator, detector, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
+                           queue_size=cfg.queue_size)
+    token_streaming = cfg.stream_mode == "tokens" and supports_token_streaming(generator)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(title="empathkit", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
+    app.state.batcher, app.state.settings, app.state.model_id = batcher, cfg, model_id
+
+    # -- errors in the OpenAI shape ------------------------------------------------------------------------------
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError):
+        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError):
+        msg, param = _validation_message(exc)
+        return JSONResponse(error_body(msg, param=param), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code)
+        msg = {404: "Unknown request URL", 413: f"request body larger than {cfg.max_body_bytes} bytes"}.get(
+            exc.status_code, str(exc.detail))
+        return JSONResponse(error_body(msg, code=code), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception):
+        log.exception("internal error")
+        return JSONResponse(error_body("internal server error", "server_error"), status_code=500)
+
+    def require_key(request: Request) -> None:
+        if not cfg.api_key:
+            return
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise APIError(401, "You didn't provide an API key (Authorization: Bearer <key>).",
+                           code="missing_api_key", headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(token.strip().encode(), cfg.api_key.encode()):
+            raise APIError(401, "Incorrect API key provided.", code="invalid_api_key",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    # -- routes --------------------------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": model_id, "queue": {"waiting": batcher.queued, "capacity": cfg.queue_size},
+                "in_flight": batcher.in_flight, "stats": batcher.stats, "max_batch": cfg.max_batch,
+                "emotion_classifier": detector.available, "safety": cfg.safety and guard.config.enabled,
+                "auth": bool(cfg.api_key)}
+
+    def _model_card() -> dict:
+        return {"id": model_id, "object": "model", "created": created, "owned_by": "empathkit",
+                "empathkit": {"method": generator.name, **{k: str(v) for k, v in generator.info.items()}}}
+
+    @app.get("/v1/models", dependencies=[Depends(require_key)])
+    async def models():
+        return {"object": "list", "data": [_model_card()]}
+
+    @app.get("/v1/models/{name:path}", dependencies=[Depends(require_key)])
+    async def model(name: str):
+        if name != model_id:
+            raise APIError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
+        return _model_card()
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(require_key)])
+    async def chat_completions(req: ChatCompletionRequest):
+        if req.model != model_id:
+            raise APIError(404, f"The model '{req.model}' does not exist (this server serves '{model_id}')",
+                           param="model", code="model_not_found")
+        msgs = [m.to_chat() for m in req.messages]
+        if len(msgs) > cfg.max_messages:
+            raise APIError(400, f"too many messages: {len(msgs)} > {cfg.max_messages}", param="messages",
+                           code="too_many_messages")
+        total = sum(len(m["content"]) for m in msgs)
+        if total > cfg.max_input_chars:
+            raise APIError(400, f"input too long: {total} characters over all messages > {cfg.max_input_chars}",
+                           param="messages", code="context_length_exceeded")
+        if msgs[-1]["role"] != "user":
+            raise APIError(400, "the last message must have role 'user'", param="messages")
+        if not msgs[-1]["content"].strip():
+            raise APIError(400, "the last user message is empty", param="messages")
+        max_new = req.max_completion_tokens or req.max_tokens
+        if max_new is not None and max_new > cfg.max_tokens_limit:
+            raise APIError(400, f"max_tokens must be <= {cfg.max_tokens_limit}",
+                           param="max_completion_tokens" if req.max_completion_tokens else "max_tokens")
+        settings = _settings_for(req, generator.default_settings, cfg.max_batch)
+        rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        stops = req.stops()
+
+        check = guard.check_messages(msgs) if cfg.safety else SafetyResult(False)
+        if check.flagged:
+            return await _safety_reply(req, msgs, check, rid, now)
+
+        use_tokens = req.stream and token_streaming and not stops
+        streamer = None
+        if use_tokens:
+            from transformers import AsyncTextIteratorStreamer
+
+            streamer = AsyncTextIteratorStreamer(generator.tokenizer, skip_prompt=True, timeout=cfg.timeout,
+                                                 skip_special_tokens=True)
+        job = ChatJob(msgs, settings, emotion=req.emotion, gate=req.gate, streamer=streamer)
+        try:
+            batcher.submit(job)
+            if use_tokens:
+                await batcher.wait_started(job, cfg.timeout)
+            else:
+                result = await batcher.wait(job, cfg.timeout)
+        except QueueFull as e:
+            raise APIError(429, str(e), "requests", code="rate_limit_exceeded", headers={"Retry-After": "1"}) from None
+        except JobTimeout as e:
+            raise APIError(504, str(e), "timeout", code="timeout") from None
+
+        if use_tokens:
+            return _sse(_token_stream(req, job, rid, now))
+        text, stopped = _apply_stops(result.text, stops)
+        finish = "stop" if stopped else result.finish_reason
+        meta = _meta(result.emotion, result.emotion_prob, result.emotion_source, SafetyResult(False),
+                     result.batch_size, req.gate)
+        usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                 "total_tokens": result.prompt_tokens + result.completion_tokens}
+        if req.stream:
+            return _sse(_chunk_stream(req, text, finish, meta, usage, rid, now))
+        return _completion(text, finish, meta, usage, rid, now)
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _meta(emotion: str, prob: float | None, source: str, check: SafetyResult, batch_size: int | None,
+              gate: float | None) -> dict:
+        return {"emotion": {"label": emotion, "prob": prob, "source": source}, "safety": check.to_json(),
+                "batch_size": batch_size, "gate": gate}
+
+    def _completion(text: str, finish: str, meta: dict, usage: dict, rid: str, now: int) -> JSONResponse:
+        return JSONResponse({
+            "id": rid, "object": "chat.completion", "created": now, "model": model_id, "system_fingerprint": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
+                         "logprobs": None}],
+            "usage": usage, "empathkit": meta})
+
+    def _chunk(rid: str, now: int, delta: dict, finish: str | None = None, **extra) -> str:
+        body = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": model_id,
+                "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    def _tail(req: ChatCompletionRequest, rid: str, now: int, finish: str, usage: dict) -> list[str]:
+        out = [_chunk(rid, now, {}, finish)]
+        if req.stream_options and req.stream_options.include_usage:
+            body = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": model_id,
+                    "choices": [], "usage": usage}
+            out.append(f"data: {json.dumps(body)}\n\n")
+        out.append("data: [DONE]\n\n")
+        return out
+
+    async def _chunk_stream(req, text, finish, meta, usage, rid, now) -> AsyncIterator[str]:
+        yield _chunk(rid, now, {"role": "assistant", "content": ""}, empathkit=meta)
+        for piece in _chunks(text):
+            if piece:
+                yield _chunk(rid, now, {"content": piece})
+                await asyncio.sleep(0)
+        for line in _tail(req, rid, now, finish, usage):
+            yield line
+
+    async def _token_stream(req: ChatCompletionRequest, job: ChatJob, rid: str, now: int) -> AsyncIterator[str]:
+        emo, prob, src = job.emotion_info or (NONE, None, "none")
+        yield _chunk(rid, now, {"role": "assistant", "content": ""},
+                     empathkit=_meta(emo, prob, src, SafetyResult(False), 1, req.gate))
+        first = True
+        try:
+            async for piece in job.streamer:
+                if first:
+                    piece = piece.lstrip()
+                    first = not piece
+                if piece:
+                    yield _chunk(rid, now, {"content": piece})
+            result: ChatResult = await batcher.wait(job, cfg.timeout)
+        except (asyncio.TimeoutError, TimeoutError, JobTimeout):
+            job.cancelled = True
+            yield f"data: {json.dumps(error_body('generation timed out', 'timeout', code='timeout'))}\n\n"
+            return
+        except Exception as e:  # noqa: BLE001 - report in-stream; headers are already sent
+            job.cancelled = True
+            log.exception("streaming generation failed")
+            yield f"data: {json.dumps(error_body(f'generation failed: {type(e).__name__}', 'server_error'))}\n\n"
+            return
+        finally:
+            if not job.future.done():
+                job.cancelled = True  # client went away: the stopping criterion ends generation early
+        usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                 "total_tokens": result.prompt_tokens + result.completion_tokens}
+        for line in _tail(req, rid, now, result.finish_reason, usage):
+            yield line
+
+    async def _safety_reply(req, msgs, check: SafetyResult, rid: str, now: int):
+        log.warning("crisis safety reply (category=%s, rule=%s)", check.category, check.rule)
+        if req.emotion is not None:
+            emo, prob, src = req.emotion, None, "request"
+        else:
+            (emo, prob), = await asyncio.to_thread(detector.detect, [last_user_text(msgs)])
+            src = "classifier" if detector.available else "none"
+        text = guard.reply(check)
+        n = len(generator.tokenizer(text, add_special_tokens=False)["input_ids"])
+        meta = _meta(emo, prob, src, check, None, req.gate)
+        usage = {"prompt_tokens": 0, "completion_tokens": n, "total_tokens": n}
+        if req.stream:
+            return _sse(_chunk_stream(req, text, "stop", meta, usage, rid, now))
+        return _completion(text, "stop", meta, usage, rid, now)
+
+    def _sse(gen: AsyncIterator[str]) -> StreamingResponse:
+        return StreamingResponse(gen, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return app
+
+
+# -- running ---------------------------------------------------------------------------------------------------------
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class BackgroundServer:
+    """Run an app with uvicorn in a daemon thread (tests, benchmarks): ``with BackgroundServer(app) as url: ...``."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning"):
+        import uvicorn
+
+        self.host, self.port = host, port or free_port(host)
+        self.server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level=log_level,
+                                                    lifespan="on", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="empathkit-uvicorn")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on {self.url}")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def run(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding %s: the server is reachable from other machines; set an API key", host)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

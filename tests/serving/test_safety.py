@@ -1,0 +1,125 @@
+"""Crisis safety layer: written crisis set (recall / FPR), negation, idioms, configurable resources, classifier hook."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from empathkit.errors import ConfigError
+from empathkit.serving.safety import CATEGORIES, SafetyConfig, SafetyLayer, load_safety_config
+
+SET = Path(__file__).with_name("crisis_set.jsonl")
+
+
+def crisis_rows() -> list[dict]:
+    return [json.loads(line) for line in SET.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_crisis_set_is_big_enough_and_balanced():
+    rows = crisis_rows()
+    crisis = [r for r in rows if r["crisis"]]
+    ordinary = [r for r in rows if not r["crisis"]]
+    assert len(crisis) >= 40 and len(ordinary) >= 60
+    assert {r["category"] for r in crisis} == set(CATEGORIES)
+    assert {"sadness", "grief", "anger", "idiom"} <= {r["category"] for r in ordinary}
+
+
+def test_crisis_set_recall_and_false_positive_rate():
+    layer = SafetyLayer()
+    rows = crisis_rows()
+    results = layer.check_texts([r["text"] for r in rows])
+    tp = sum(r["crisis"] and res.flagged for r, res in zip(rows, results))
+    fp = sum(not r["crisis"] and res.flagged for r, res in zip(rows, results))
+    n_pos = sum(r["crisis"] for r in rows)
+    recall, fpr = tp / n_pos, fp / (len(rows) - n_pos)
+    missed = [r["text"] for r, res in zip(rows, results) if r["crisis"] and not res.flagged]
+    false_alarms = [r["text"] for r, res in zip(rows, results) if not r["crisis"] and res.flagged]
+    assert recall >= 0.9, missed
+    assert fpr <= 0.05, false_alarms
+    right_category = sum(res.category == r["category"] for r, res in zip(rows, results) if r["crisis"] and res.flagged)
+    assert right_category / max(tp, 1) >= 0.8
+
+
+@pytest.mark.parametrize("text,flagged", [
+    ("I want to hurt myself", True),
+    ("I would never hurt myself", False),
+    ("I'm not going to kill myself, don't worry", False),
+    ("I'm not okay and I want to die", True),  # negation in another clause does not cancel
+    ("I don't want to live anymore", True),  # the pattern carries its own negation
+    ("I used to cut myself but I'm fine now", False),
+    ("I used to cut myself and I started again", True),
+    ("This homework is killing me", False),
+    ("I cut myself shaving this morning", False),
+    ("my dad hits me", True),
+    ("my dad never hits me", False),
+])
+def test_negation_past_and_idioms(text, flagged):
+    assert SafetyLayer().check(text).flagged is flagged
+
+
+def test_only_the_latest_user_message_is_checked():
+    layer = SafetyLayer()
+    msgs = [{"role": "user", "content": "I want to die."}, {"role": "assistant", "content": "..."},
+            {"role": "user", "content": "Anyway, I got a puppy today!"}]
+    assert not layer.check_messages(msgs).flagged
+    assert layer.check_messages(msgs[:1]).flagged
+
+
+def test_default_replies_point_to_local_services_and_invent_no_numbers():
+    layer = SafetyLayer()
+    for cat in CATEGORIES:
+        res = layer.check({"suicide": "I want to kill myself", "self_harm": "I cut myself again",
+                           "harm_others": "I'm going to kill him", "abuse": "my husband hits me"}[cat])
+        assert res.flagged and res.category == cat
+        reply = layer.reply(res)
+        assert "local emergency services" in reply and "crisis line" in reply
+        assert not re.search(r"\d", reply), reply  # no phone numbers unless configured
+
+
+def test_resources_and_messages_from_yaml(tmp_path):
+    f = tmp_path / "res.yaml"
+    f.write_text("resources:\n  - name: Test Crisis Line\n    contact: '000-TEST'\n    region: Testland\n"
+                 "messages:\n  suicide: 'Custom text. {resources}'\n", encoding="utf-8")
+    layer = SafetyLayer(load_safety_config(f))
+    reply = layer.reply(layer.check("I want to end my life"))
+    assert reply.startswith("Custom text.") and "Test Crisis Line: 000-TEST [Testland]" in reply
+    assert "local emergency services" in layer.reply(layer.check("my husband hits me"))  # other defaults kept
+
+
+def test_json_config_and_errors_name_the_file(tmp_path):
+    good = tmp_path / "r.json"
+    good.write_text(json.dumps({"resources_text": "Call your local emergency number."}), encoding="utf-8")
+    assert "Call your local" in SafetyLayer(load_safety_config(good)).reply(SafetyLayer().check("i feel suicidal"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("resources:\n  - phone: 123\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*resources\.0"):
+        load_safety_config(bad)
+    with pytest.raises(ConfigError, match="unknown categories"):
+        load_safety_config(data={"messages": {"sadness": "x"}})
+
+
+def test_classifier_hook_callable_and_predict_object():
+    probs = {"I feel like a burden to everyone": 0.93}
+    layer = SafetyLayer(SafetyConfig(mode="either", threshold=0.5),
+                        classifier=lambda texts: [probs.get(t, 0.01) for t in texts])
+    res = layer.check("I feel like a burden to everyone")
+    assert res.flagged and res.source == "classifier" and res.score == pytest.approx(0.93)
+    assert layer.check("I want to kill myself").source == "rules"
+    assert not layer.check("Lovely weather today").flagged
+
+    class Clf:
+        def predict(self, texts):
+            return [("self_harm", 0.8) if "blade" in t else ("none", 0.9) for t in texts]
+
+    only = SafetyLayer(SafetyConfig(mode="classifier"), classifier=Clf())
+    assert only.check("a blade").category == "self_harm"
+    assert not only.check("I want to kill myself").flagged  # rules are off in classifier mode
+    with pytest.raises(ConfigError, match="needs a classifier"):
+        SafetyLayer(SafetyConfig(mode="either"))
+
+
+def test_disabled_layer_flags_nothing():
+    assert not SafetyLayer(SafetyConfig(enabled=False)).check("I want to kill myself").flagged
