@@ -26,7 +26,7 @@ import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from empathkit.data.emotions import PLUTCHIK_OPPOSITE
 from empathkit.errors import DataError
@@ -79,10 +79,11 @@ class PreferenceBuilder:
     ``examples`` are the prompts (one per conversation; use :meth:`from_dialogues` or ``load_examples(...,
     protocol="last-listener")``). ``candidates`` is the pool rejected turns are drawn from (default: the same
     examples). ``opposites`` maps an emotion to the emotion whose replies are rejected (default: EmPO Table 6).
+    ``system_prompt`` is a fixed string or a function ``example -> str | None`` (e.g. an SFT template with the emotion).
     """
 
     def __init__(self, examples: Sequence[Example], *, candidates: Sequence[Example] | None = None, k: int = 1,
-                 seed: int = 0, system_prompt: str | None = None,
+                 seed: int = 0, system_prompt: str | Callable[[Example], str | None] | None = None,
                  opposites: Mapping[str, str] = PLUTCHIK_OPPOSITE):
         if k < 1:
             raise DataError(f"k (pairs per prompt) must be >= 1, got {k}", field="k")
@@ -129,7 +130,8 @@ class PreferenceBuilder:
             n = min(self.k, len(cands))
             if n < self.k:
                 report.short.append({"id": ex.id, "emotion": ex.emotion, "opposite": opp, "available": len(cands)})
-            prompt = example_messages(ex, self.system_prompt)
+            sp = self.system_prompt(ex) if callable(self.system_prompt) else self.system_prompt
+            prompt = example_messages(ex, sp)
             for j, ci in enumerate(rng.sample(range(len(cands)), n)):
                 c = cands[ci]
                 pairs.append(PreferencePair(id=f"{ex.id}@e{epoch}#{j}", example_id=ex.id, dialogue_id=ex.dialogue_id,
