@@ -1,0 +1,226 @@
+"""The shared classifier object: a sentence encoder (MiniLM by default) + a linear head, saved as safetensors.
+
+One class serves every kind (single-label emotion / intent / EPITOME level, multi-label GoEmotions):
+
+- ``predict_proba(inputs)`` → ``np.ndarray [n, n_labels]`` (softmax for single-label, sigmoid for multi-label);
+- ``predict(inputs)`` → ``[(top label, prob), …]``;
+- ``predict_labels(inputs, threshold)`` → ``[[labels with prob ≥ threshold], …]`` (multi-label kinds).
+
+``inputs`` are strings, or ``(seeker post, response)`` pairs for pair kinds (EPITOME). Encoding is batched; the
+sentence-transformers encoder sorts by length so each batch is padded only to its own longest text.
+
+Layout of a trained classifier folder (``cache_dir()/classifiers/<kind>/``): ``config.json`` (labels, input kind,
+encoder), ``head.safetensors`` (``weight [n_labels, n_features]``, ``bias [n_labels]``), optionally ``encoder/``
+(a fine-tuned sentence-transformers folder, safetensors), ``card.md`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from empathkit.errors import DataError, ResourceMissing
+
+log = logging.getLogger(__name__)
+
+Input = "str | tuple[str, str]"
+
+
+@dataclass
+class ClassifierConfig:
+    kind: str
+    labels: list[str]
+    multi_label: bool = False
+    input: str = "text"  # "text" or "pair" (seeker post, response)
+    encoder: str = "minilm-l6"  # encoder name (resolved by backbones.encoder_path) or "encoder" = the folder's own
+    max_seq_length: int = 128
+    lowercase: bool = False  # lower-case inputs before encoding (the intent data is lower-cased)
+    threshold: float = 0.5  # default multi-label threshold for predict_labels
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ClassifierConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared frozen encoder + a per-process embedding memo (several classifiers score the same responses in one
+# evaluation: emotion, GoEmotions, 3 × EPITOME all reuse one embedding per text).
+
+
+@functools.lru_cache(maxsize=4)
+def _load_encoder(name_or_path: str, max_seq_length: int):
+    from sentence_transformers import SentenceTransformer
+
+    from empathkit.models.backbones import encoder_path
+
+    path = encoder_path(name_or_path)
+    try:
+        model = SentenceTransformer(path, device="cpu", trust_remote_code=False)
+    except OSError as e:
+        raise ResourceMissing(f"could not load sentence encoder {name_or_path!r} ({path}): {str(e).splitlines()[0]}") from None
+    model.max_seq_length = max_seq_length
+    model.eval()
+    return model
+
+
+class Encoder:
+    """A sentence-transformers encoder with an embedding memo (text → vector) bounded to ``memo_size`` entries."""
+
+    def __init__(self, model, memo_size: int = 200_000):
+        self.model = model
+        self.memo: dict[str, np.ndarray] = {}
+        self.memo_size = memo_size
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if t not in self.memo))
+        if todo:
+            vecs = self.model.encode(todo, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=show_progress)
+            if len(self.memo) + len(todo) > self.memo_size:
+                self.memo.clear()
+            for t, v in zip(todo, vecs):
+                self.memo[t] = v.astype(np.float32)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if any(t not in self.memo for t in texts):  # memo was cleared mid-way: encode the rest directly
+            return np.stack([self.memo[t] if t in self.memo else self.model.encode([t], convert_to_numpy=True)[0]
+                             for t in texts]).astype(np.float32)
+        return np.stack([self.memo[t] for t in texts])
+
+
+@functools.lru_cache(maxsize=4)
+def shared_encoder(name_or_path: str = "minilm-l6", max_seq_length: int = 128) -> Encoder:
+    return Encoder(_load_encoder(name_or_path, max_seq_length))
+
+
+def pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Features of a (seeker post, response) pair: ``[u, v, u*v, |u-v|]`` (the InferSent/SBERT pair recipe)."""
+    return np.concatenate([u, v, u * v, np.abs(u - v)], axis=1)
+
+
+def _check_inputs(inputs: Sequence, pair: bool) -> None:
+    for i, x in enumerate(inputs):
+        if pair:
+            if not (isinstance(x, (tuple, list)) and len(x) == 2 and all(isinstance(s, str) for s in x)):
+                raise DataError(f"input {i}: expected a (seeker post, response) pair of strings, got {type(x).__name__}")
+        elif not isinstance(x, str):
+            raise DataError(f"input {i}: expected a string, got {type(x).__name__}")
+
+
+class TextClassifier:
+    """Encoder + linear head. Build with :meth:`load` (a trained folder) or directly from arrays (training/tests)."""
+
+    def __init__(self, config: ClassifierConfig, weight: np.ndarray, bias: np.ndarray, encoder: Encoder | None = None,
+                 path: Path | None = None):
+        self.config = config
+        self.weight = np.asarray(weight, dtype=np.float32)
+        self.bias = np.asarray(bias, dtype=np.float32)
+        if self.weight.shape[0] != len(config.labels) or self.bias.shape != (len(config.labels),):
+            raise DataError(f"head shape {self.weight.shape}/{self.bias.shape} does not match {len(config.labels)} labels")
+        self._encoder = encoder
+        self.path = path
+
+    # -- properties -------------------------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return self.config.labels
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            if self.config.encoder == "encoder":
+                if self.path is None:
+                    raise ResourceMissing(f"classifier {self.kind}: fine-tuned encoder folder unknown")
+                self._encoder = Encoder(_load_encoder(str(self.path / "encoder"), self.config.max_seq_length))
+            else:
+                self._encoder = shared_encoder(self.config.encoder, self.config.max_seq_length)
+        return self._encoder
+
+    # -- features and prediction ------------------------------------------------------------------------------
+    def _prep(self, s: str) -> str:
+        s = " ".join(s.split())
+        return s.lower() if self.config.lowercase else s
+
+    def features(self, inputs: Sequence, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        pair = self.config.input == "pair"
+        _check_inputs(inputs, pair)
+        if pair:
+            seekers = [self._prep(a) for a, _ in inputs]
+            responses = [self._prep(b) for _, b in inputs]
+            emb = self.encoder.encode(seekers + responses, batch_size, show_progress)
+            return pair_features(emb[: len(inputs)], emb[len(inputs):])
+        return self.encoder.encode([self._prep(s) for s in inputs], batch_size, show_progress)
+
+    def proba_from_features(self, feats: np.ndarray) -> np.ndarray:
+        logits = feats @ self.weight.T + self.bias
+        if self.config.multi_label:
+            return 1.0 / (1.0 + np.exp(-logits))
+        logits = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict_proba(self, inputs: Sequence, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        if len(inputs) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.proba_from_features(self.features(inputs, batch_size, show_progress))
+
+    def predict(self, inputs: Sequence, batch_size: int = 64, show_progress: bool = False) -> list[tuple[str, float]]:
+        """Top-1 ``(label, probability)`` per input."""
+        p = self.predict_proba(inputs, batch_size, show_progress)
+        idx = p.argmax(axis=1) if len(p) else []
+        return [(self.labels[j], float(p[i, j])) for i, j in enumerate(idx)]
+
+    def predict_labels(self, inputs: Sequence, threshold: float | None = None, fallback: str | None = None,
+                       batch_size: int = 64) -> list[list[str]]:
+        """Every label with probability ≥ ``threshold``; ``fallback`` (e.g. ``"neutral"``) when none passes."""
+        thr = self.config.threshold if threshold is None else threshold
+        p = self.predict_proba(inputs, batch_size)
+        out = []
+        for row in p:
+            labs = [self.labels[j] for j in np.flatnonzero(row >= thr)]
+            out.append(labs or ([fallback] if fallback else []))
+        return out
+
+    # -- persistence --------------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        from safetensors.numpy import save_file
+
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        save_file({"weight": self.weight, "bias": self.bias}, str(p / "head.safetensors"))
+        (p / "config.json").write_text(json.dumps(asdict(self.config), indent=2), encoding="utf-8")
+        self.path = p
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TextClassifier":
+        from safetensors.numpy import load_file
+
+        p = Path(path)
+        cfg_file, head_file = p / "config.json", p / "head.safetensors"
+        if not cfg_file.is_file() or not head_file.is_file():
+            raise ResourceMissing(f"{p}: not a trained classifier folder (needs config.json and head.safetensors)")
+        try:
+            cfg = ClassifierConfig.from_json(json.loads(cfg_file.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise DataError(f"invalid classifier config ({e})", file=str(cfg_file)) from None
+        head = load_file(str(head_file))
+        return cls(cfg, head["weight"], head["bias"], path=p)
+
+    def __repr__(self) -> str:
+        return f"TextClassifier(kind={self.kind!r}, labels={len(self.labels)}, input={self.config.input!r})"

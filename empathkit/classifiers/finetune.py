@@ -1,0 +1,137 @@
+"""Fine-tune MiniLM + a linear head (for kinds where frozen embeddings are not accurate enough, e.g. ``emotion``).
+
+A short plain PyTorch loop (the model is a sentence-transformers Transformer+Pooling stack with a ``nn.Linear``
+on top, which neither ``Trainer`` nor ``SentenceTransformerTrainer`` provides as a classifier): AdamW, linear
+warm-up/decay (transformers' scheduler), dynamic per-batch padding (batches are drawn from length-sorted buckets),
+``max_seq_length`` truncation. Checkpoints every ``checkpoint_every`` steps into ``<out>/checkpoint`` (weights as
+safetensors + a JSON step counter); rerunning resumes from there (AdamW moments restart).
+The saved encoder drops the ``Normalize`` module of all-MiniLM-L6-v2 so the head sees unnormalised mean-pooled
+embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from empathkit.classifiers.core import ClassifierConfig, TextClassifier
+
+log = logging.getLogger(__name__)
+
+
+def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Length-bucketed random batches: shuffle, sort chunks of 50 batches by length, shuffle the batches."""
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    chunk = batch_size * 50
+    batches = []
+    for s in range(0, len(idx), chunk):
+        part = sorted(idx[s: s + chunk], key=lambda i: lengths[i])
+        batches += [part[k: k + batch_size] for k in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path, seed: int = 0, epochs: float = 1.0,
+                    max_seq_length: int = 64, batch_size: int = 32, lr: float = 5e-5, train_limit: int | None = None,
+                    checkpoint_every: int = 200, encoder_name: str = "minilm-l6") -> dict[str, Any]:
+    import torch
+    from safetensors.torch import load_file, save_file
+    from sentence_transformers import SentenceTransformer
+    from tqdm import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    from empathkit.classifiers.train import _scores
+    from empathkit.models.backbones import encoder_path
+
+    out = Path(out_dir)
+    ckpt = out.with_name(out.name.replace(".partial", "") + ".checkpoint")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    full = SentenceTransformer(encoder_path(encoder_name), device="cpu", trust_remote_code=False)
+    model = SentenceTransformer(modules=[full[0], full[1]], device="cpu")  # Transformer + mean Pooling, no Normalize
+    model.max_seq_length = max_seq_length
+    dim = model.get_sentence_embedding_dimension()
+    head = torch.nn.Linear(dim, len(config.labels))
+    multi = config.multi_label
+
+    xs, ys = splits["train"]
+    if train_limit is not None and train_limit < len(xs):
+        keep = sorted(rng.sample(range(len(xs)), train_limit))
+        xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
+    prep = TextClassifier(config, np.zeros((len(config.labels), 1)), np.zeros(len(config.labels)))._prep
+    xs = [prep(x) for x in xs]
+    if multi:
+        target = torch.zeros(len(ys), len(config.labels))
+        for i, labs in enumerate(ys):
+            for lab in labs:
+                target[i, config.labels.index(lab)] = 1.0
+    else:
+        target = torch.tensor([config.labels.index(y) for y in ys])
+    lengths = [len(x) for x in xs]
+    steps_per_epoch = (len(xs) + batch_size - 1) // batch_size
+    total = max(1, int(steps_per_epoch * epochs))
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = get_linear_schedule_with_warmup(opt, int(0.06 * total), total)
+
+    start = 0
+    if (ckpt / "state.json").is_file():
+        state = json.loads((ckpt / "state.json").read_text())
+        model.load_state_dict(load_file(str(ckpt / "encoder.safetensors")))
+        head.load_state_dict(load_file(str(ckpt / "head.safetensors")))
+        start = int(state["step"])
+        for _ in range(start):
+            sched.step()
+        log.info("resuming fine-tuning from step %d/%d (%s)", start, total, ckpt)
+
+    order: list[list[int]] = []
+    while len(order) < total:
+        order += _batches(lengths, batch_size, rng)
+    order = order[:total]
+    loss_fn = torch.nn.BCEWithLogitsLoss() if multi else torch.nn.CrossEntropyLoss()
+    model.train()
+    t0 = time.time()
+    losses = []
+    for step in tqdm(range(start, total), desc=f"fine-tune {config.kind}", initial=start, total=total):
+        idx = order[step]
+        feats = model.tokenize([xs[i] for i in idx])
+        emb = model(feats)["sentence_embedding"]
+        loss = loss_fn(head(emb), target[idx])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(float(loss))
+        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < total:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt / "encoder.safetensors"))
+            save_file(head.state_dict(), str(ckpt / "head.safetensors"))
+            (ckpt / "state.json").write_text(json.dumps({"step": step + 1, "total": total}))
+    train_time = time.time() - t0
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(str(out / "encoder"), safe_serialization=True)
+    cfg = ClassifierConfig(**{**config.__dict__, "encoder": "encoder", "max_seq_length": max_seq_length})
+    clf = TextClassifier(cfg, head.weight.detach().numpy(), head.bias.detach().numpy(), path=out)
+    clf.save(out)
+    clf = TextClassifier.load(out)
+    from empathkit.classifiers.train import evaluate
+
+    test = evaluate(clf, *splits["test"])
+    valid = evaluate(clf, *splits["valid"]) if splits.get("valid") and splits["valid"][0] else {}
+    if ckpt.exists():
+        shutil.rmtree(ckpt)
+    _ = _scores  # shared scorer used through evaluate
+    return {"method": "finetune-minilm+linear", "test": test, "valid": valid,
+            "hyperparameters": {"epochs": epochs, "max_seq_length": max_seq_length, "batch_size": batch_size,
+                                "lr": lr, "train_examples": len(xs), "steps": total},
+            "finetune_seconds": round(train_time, 1), "final_train_loss": float(np.mean(losses[-50:])) if losses else None}

@@ -1,0 +1,222 @@
+"""Train the auxiliary classifiers: frozen MiniLM embeddings + scikit-learn logistic regression (default) or a short
+fine-tune of MiniLM + linear head (``method="finetune"``). Writes weights (safetensors), ``config.json``,
+``metrics.json``, ``card.md`` and run metadata (``config.yaml``, ``versions.json``, ``seed``) into
+``cache_dir()/classifiers/<kind>/``.
+
+Why logistic regression: it is scikit-learn's maintained multinomial / one-vs-rest solver; its coefficients are
+copied into the shared linear head (``head.safetensors``), so no pickle/joblib file is ever written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from empathkit.classifiers.core import ClassifierConfig, TextClassifier, pair_features, shared_encoder
+from empathkit.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+C_GRID = (0.25, 1.0, 4.0)
+
+
+def _features(clf_cfg: ClassifierConfig, inputs: list, encoder, desc: str) -> np.ndarray:
+    """Embed ``inputs`` through a temporary classifier object (same preprocessing as at prediction time)."""
+    tmp = TextClassifier(clf_cfg, np.zeros((len(clf_cfg.labels), 1)), np.zeros(len(clf_cfg.labels)), encoder=encoder)
+    log.info("embedding %d %s inputs …", len(inputs), desc)
+    return tmp.features(inputs, batch_size=64, show_progress=len(inputs) > 2000)
+
+
+def _scores(y_true, y_pred, labels: list[str], multi: bool) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if multi:
+        return {"macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+                "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+                "exact_match": float(accuracy_score(y_true, y_pred))}
+    return {"accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))}
+
+
+def fit_linear_head(X: dict[str, np.ndarray], y: dict[str, list], labels: list[str], multi: bool, seed: int,
+                    threshold: float = 0.5, select_on: str = "macro_f1", class_weights=(None, "balanced"),
+                    c_grid=C_GRID) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Fit logistic regression for each C (× class weight) on train, pick the best on valid by ``select_on``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    if multi:
+        mlb = MultiLabelBinarizer(classes=labels)
+        Y = {s: mlb.fit_transform(v) for s, v in y.items()}
+    else:
+        Y = {s: np.array([labels.index(v) for v in vals]) for s, vals in y.items()}
+    best = None
+    trials = []
+    for cw in (class_weights if not multi else (None,)):
+        for C in c_grid:
+            lr = LogisticRegression(C=C, max_iter=2000, class_weight=cw, random_state=seed)
+            if multi:
+                model = OneVsRestClassifier(lr, n_jobs=1).fit(X["train"], Y["train"])
+                W = np.vstack([e.coef_ for e in model.estimators_])
+                b = np.concatenate([e.intercept_ for e in model.estimators_])
+            else:
+                present = sorted(set(Y["train"].tolist()))
+                model = lr.fit(X["train"], Y["train"])
+                W = np.full((len(labels), X["train"].shape[1]), 0.0)
+                b = np.full(len(labels), -1e4)  # a class absent from train can never be predicted
+                if len(present) == 2 and model.coef_.shape[0] == 1:  # sklearn's binary special case
+                    W[present[1]], b[present[1]] = model.coef_[0], model.intercept_[0]
+                    b[present[0]] = 0.0
+                else:
+                    W[present], b[present] = model.coef_, model.intercept_
+            val = _evaluate_head(W, b, X["valid"], Y["valid"], labels, multi, threshold)
+            trials.append({"C": C, "class_weight": cw, **{f"valid_{k}": v for k, v in val.items()}})
+            log.info("  C=%s class_weight=%s valid %s", C, cw, val)
+            if best is None or val[select_on] > best[0]:
+                best = (val[select_on], W, b, C, cw)
+    _, W, b, C, cw = best  # type: ignore[misc]
+    return W.astype(np.float32), b.astype(np.float32), {"C": C, "class_weight": cw, "trials": trials,
+                                                        "selected_on": f"valid {select_on}"}
+
+
+def _evaluate_head(W, b, X, Y, labels, multi, threshold) -> dict[str, float]:
+    logits = X @ W.T + b
+    if multi:
+        pred = (1 / (1 + np.exp(-logits)) >= threshold).astype(int)
+        return _scores(Y, pred, labels, True)
+    pred = logits.argmax(axis=1)
+    return _scores([labels[i] for i in Y], [labels[i] for i in pred], labels, False)
+
+
+def evaluate(clf: TextClassifier, inputs: list, labels: list, threshold: float | None = None) -> dict[str, float]:
+    """Held-out scores of a (loaded) classifier on raw inputs."""
+    if clf.config.multi_label:
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        mlb = MultiLabelBinarizer(classes=clf.labels)
+        thr = clf.config.threshold if threshold is None else threshold
+        pred = (clf.predict_proba(inputs) >= thr).astype(int)
+        return _scores(mlb.fit_transform(labels), pred, clf.labels, True)
+    return _scores(list(labels), [lab for lab, _ in clf.predict(inputs)], clf.labels, False)
+
+
+# --- kinds ----------------------------------------------------------------------------------------------------------
+
+def train_linear(kind: str, config: ClassifierConfig, splits: dict, info: dict, out_dir: Path, seed: int,
+                 select_on: str = "macro_f1", encoder_name: str = "minilm-l6") -> dict[str, Any]:
+    encoder = shared_encoder(encoder_name, config.max_seq_length)
+    t0 = time.time()
+    X = {s: _features(config, splits[s][0], encoder, f"{kind} {s}") for s in ("train", "valid", "test")}
+    t_embed = time.time() - t0
+    y = {s: splits[s][1] for s in X}
+    W, b, sel = fit_linear_head(X, y, config.labels, config.multi_label, seed, config.threshold, select_on)
+    clf = TextClassifier(config, W, b, encoder=encoder)
+    Ytest = y["test"]
+    if config.multi_label:
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        test = _evaluate_head(W, b, X["test"], MultiLabelBinarizer(classes=config.labels).fit_transform(Ytest),
+                              config.labels, True, config.threshold)
+    else:
+        test = _evaluate_head(W, b, X["test"], np.array([config.labels.index(v) for v in Ytest]), config.labels, False,
+                              config.threshold)
+    clf.save(out_dir)
+    return {"method": "frozen-minilm+logreg", "test": test, "selection": sel, "embed_seconds": round(t_embed, 1)}
+
+
+def _emotion_config() -> ClassifierConfig:
+    from empathkit.data.emotions import EMOTIONS
+
+    return ClassifierConfig(kind="emotion", labels=list(EMOTIONS), input="text", max_seq_length=128,
+                            extra={"input_format": "last 3 context turns joined by spaces (emotion_input)"})
+
+
+def _goemotions_config(labels: list[str]) -> ClassifierConfig:
+    return ClassifierConfig(kind="goemotions", labels=labels, multi_label=True, input="text", max_seq_length=128,
+                            threshold=0.3)
+
+
+def _epitome_config(dim: str) -> ClassifierConfig:
+    return ClassifierConfig(kind=f"epitome-{dim}", labels=["0", "1", "2"], input="pair", max_seq_length=128,
+                            lowercase=True, extra={"dimension": dim, "levels": {"0": "no", "1": "weak", "2": "strong"}})
+
+
+def _intent_config() -> ClassifierConfig:
+    from empathkit.classifiers.data import INTENT_LABELS
+
+    return ClassifierConfig(kind="intent", labels=list(INTENT_LABELS), input="text", max_seq_length=128,
+                            lowercase=True)
+
+
+def _plan(kind: str, quick: bool, seed: int, root) -> tuple[ClassifierConfig, dict, dict, dict]:
+    """(config, splits, info, training options) for one kind. Train sizes are capped to fit the time budget."""
+    from empathkit.classifiers import data as D
+
+    if kind == "emotion":
+        splits, info = D.load_emotion(root, quick=quick, seed=seed)
+        return _emotion_config(), splits, info, {"select_on": "accuracy"}
+    if kind == "goemotions":
+        splits, info = D.load_goemotions(root, quick=quick, seed=seed)
+        if not quick:
+            splits["train"] = D.subsample(*splits["train"], 20000, seed)
+            info["sizes"]["train"] = len(splits["train"][0])
+            info["train_subset"] = "20,000 seeded of 43,410"
+        return _goemotions_config(info["labels"]), splits, info, {"select_on": "macro_f1"}
+    if kind.startswith("epitome-"):
+        dim = kind.split("-", 1)[1]
+        splits, info = D.load_epitome(dim, root, quick=quick, seed=seed)
+        return _epitome_config(dim), splits, info, {"select_on": "macro_f1"}
+    if kind == "intent":
+        splits, info = D.load_intent(root, quick=quick, seed=seed, cap=None if quick else 2500)
+        if not quick:
+            splits["valid"] = D.subsample(*splits["valid"], 2000, seed)
+            info["sizes"]["valid"] = len(splits["valid"][0])
+        return _intent_config(), splits, info, {"select_on": "macro_f1"}
+    raise ConfigError(f"unknown classifier kind {kind!r}")
+
+
+def train_kind(kind: str, quick: bool = False, seed: int = 0, out_dir: str | Path | None = None, root=None,
+               method: str = "linear", extra_eval: Callable | None = None, **finetune_opts) -> dict[str, Any]:
+    """Train one kind and write it to ``out_dir`` (default: its cache folder). Returns the metrics dict."""
+    from empathkit.classifiers import KINDS, classifier_dir
+    from empathkit.runs import library_versions, save_run_meta, set_seed
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown classifier kind {kind!r}; known: {', '.join(KINDS)}")
+    set_seed(seed)
+    final = Path(out_dir) if out_dir else classifier_dir(kind)
+    tmp = final.with_name(final.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    t0 = time.time()
+    config, splits, info, opts = _plan(kind, quick, seed, root)
+    if method == "finetune":
+        from empathkit.classifiers.finetune import train_finetuned
+
+        result = train_finetuned(config, splits, tmp, seed=seed, **finetune_opts)
+    elif method == "linear":
+        result = train_linear(kind, config, splits, info, tmp, seed, select_on=opts["select_on"])
+    else:
+        raise ConfigError(f"unknown training method {method!r} (linear or finetune)")
+    if extra_eval is not None:
+        result["extra_eval"] = extra_eval(TextClassifier.load(tmp))
+    result.update({"kind": kind, "data": info, "seed": seed, "quick": quick, "train_seconds": round(time.time() - t0, 1),
+                   "versions": library_versions(), "labels": config.labels})
+    (tmp / "metrics.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    save_run_meta(tmp, {"kind": kind, "method": method, "quick": quick, **{k: v for k, v in finetune_opts.items()}}, seed)
+    from empathkit.classifiers.card import write_card
+
+    write_card(tmp, result)
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    log.info("%s: %s in %.0fs → %s", kind, result["test"], result["train_seconds"], final)
+    return result

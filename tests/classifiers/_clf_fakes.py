@@ -1,0 +1,30 @@
+"""Written fixtures for the classifier tests: a keyword 'encoder' (no model) and small data files."""
+
+from __future__ import annotations
+
+import numpy as np
+
+KEYWORDS = ("sad", "happy", "angry", "sorry", "why", "?", "great", "scared")
+
+
+class KeywordEncoder:
+    """Deterministic stand-in for the sentence encoder: one feature per keyword (+ a bias feature)."""
+
+    dim = len(KEYWORDS) + 1
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, texts, batch_size=64, show_progress=False):
+        self.calls += 1
+        rows = [[float(k in t.lower()) for k in KEYWORDS] + [1.0] for t in texts]
+        return np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+def keyword_head(labels, mapping, scale=5.0):
+    """A linear head that gives label mapping[keyword] a high logit when the keyword is present."""
+    W = np.zeros((len(labels), KeywordEncoder.dim), dtype=np.float32)
+    for kw, lab in mapping.items():
+        W[labels.index(lab), KEYWORDS.index(kw)] = scale
+    b = np.zeros(len(labels), dtype=np.float32)
+    return W, b
