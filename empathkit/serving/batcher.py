@@ -255,8 +255,9 @@ class MicroBatcher:
         settings = jobs[0].settings.model_copy(update={"batch_size": len(jobs)})
         emotions, gates = self._conditioning(jobs)
         texts = self.generator.chat([j.messages for j in jobs], settings, emotions=emotions, gates=gates)
-        return [self._result(j, t, self._count(prompt_for(self.generator, j.messages, settings)), self._count(t),
-                             len(jobs)) for j, t in zip(jobs, texts)]
+        # Generator.chat returns text only: completion tokens = the re-tokenised reply, capped at max_new_tokens
+        return [self._result(j, t, self._count(prompt_for(self.generator, j.messages, settings)),
+                             min(self._count(t), settings.max_new_tokens), len(jobs)) for j, t in zip(jobs, texts)]
 
     def _generate_stream(self, jobs: list[ChatJob]) -> list[ChatResult]:
         import torch

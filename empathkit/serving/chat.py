@@ -116,7 +116,7 @@ class ChatSession:
         rest = [m for m in fitted if m["role"] != "system"]
         while rest and rest[0]["role"] != "user":
             rest = rest[1:]
-        return rest
+        return rest if len(rest) >= 2 else msgs[-2:]  # always keep the latest exchange
 
 
 def run_terminal(session: ChatSession, console=None) -> None:

@@ -1,0 +1,68 @@
+"""The asyncio micro-batcher on its own: grouping by settings, queue bound, timeouts of queued jobs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from serving_helpers import RecordingGenerator
+
+from empathkit.serving.batcher import ChatJob, JobTimeout, MicroBatcher, QueueFull
+from empathkit.serving.emotion import EmotionDetector
+
+USER = [{"role": "user", "content": "I am so happy, I passed!"}]
+
+
+def test_batches_group_by_settings_and_detect_emotions(tiny_gen, stub_detector):
+    gen = RecordingGenerator(tiny_gen)
+    s4 = tiny_gen.default_settings.model_copy(update={"max_new_tokens": 4})
+    s5 = tiny_gen.default_settings.model_copy(update={"max_new_tokens": 5})
+
+    async def main():
+        b = MicroBatcher(gen, stub_detector, max_batch=8, max_wait_ms=200, queue_size=8)
+        await b.start()
+        jobs = [b.submit(ChatJob(USER, s4)), b.submit(ChatJob(USER, s5)), b.submit(ChatJob(USER, s4, emotion="afraid"))]
+        results = await asyncio.gather(*(b.wait(j, 60) for j in jobs))
+        await b.stop()
+        return results
+
+    results = asyncio.run(main())
+    assert sorted(c["n"] for c in gen.calls) == [1, 2]  # one batch per distinct settings
+    assert [r.batch_size for r in results] == [2, 1, 2]
+    assert [(r.emotion, r.emotion_source) for r in results] == [("joyful", "classifier"), ("joyful", "classifier"),
+                                                                ("afraid", "request")]
+    assert all(r.completion_tokens <= s for r, s in zip(results, (4, 5, 4)))
+    two = next(c for c in gen.calls if c["n"] == 2)
+    assert two["emotions"] == ["joyful", "afraid"] and two["gates"] is None
+
+
+def test_queue_bound_and_timed_out_jobs_are_skipped(tiny_gen):
+    gen = RecordingGenerator(tiny_gen, hold=True)
+    s = tiny_gen.default_settings
+
+    async def main():
+        b = MicroBatcher(gen, EmotionDetector(None), max_batch=1, max_wait_ms=0, queue_size=1)
+        await b.start()
+        first = b.submit(ChatJob(USER, s))
+        while not gen.entered.is_set():
+            await asyncio.sleep(0.01)
+        queued = b.submit(ChatJob(USER, s, gate=0.5))
+        with pytest.raises(QueueFull):
+            b.submit(ChatJob(USER, s))
+        with pytest.raises(JobTimeout):
+            await b.wait(queued, 0.05)  # times out while still queued → the worker must skip it
+        gen.release.set()
+        r = await b.wait(first, 60)
+        await asyncio.sleep(0.2)
+        await b.stop()
+        return r, b.stats
+
+    r, stats = asyncio.run(main())
+    assert r.emotion == "none" and r.emotion_source == "none"
+    assert len(gen.calls) == 1  # the timed-out job never reached the model
+    assert stats["rejected"] == 1 and stats["timeouts"] == 1
+
+
+def test_invalid_batcher_settings():
+    with pytest.raises(ValueError):
+        MicroBatcher(None, max_batch=0)
