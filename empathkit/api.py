@@ -62,7 +62,8 @@ def load_generator(method: str | None = None, run_dir: str | Path | None = None,
         if not (rd / "config.yaml").is_file():
             raise ConfigError(f"{rd} is not a run directory (no config.yaml)")
         rc = resolve(load_run_config(rd))
-        return method_spec(rc.method).load(rc.model, run_dir=rd)
+        # inference-time keys given on top of the run's config (e.g. ECG-LoRA model.gate=0.5) reach the method
+        return method_spec(rc.method).load({**rc.model, **(model_config or {})}, run_dir=rd)
     return method_spec(method or "prompt").load(model_config or {}, run_dir=None)
 
 
