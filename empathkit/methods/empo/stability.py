@@ -1,0 +1,139 @@
+"""Stability across seeds (EmPO Table 2: mean ± SD over training runs that differ only in seed and rejected draw).
+
+:func:`run_stability` trains one EmPO run per seed (optionally sharing one SFT run, so only DPO initialisation and
+the rejected draws vary), generates for the same test subset, evaluates all runs with :mod:`empathkit.evaluation`
+(a repeated system name = another seed) and writes ``stability.json`` / ``stability.md`` plus the full evaluation
+report. Systems: ``base`` (the backbone with the SFT system prompt), ``sft`` and ``sft+dpo``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+log = logging.getLogger(__name__)
+
+SYSTEMS = ("base", "sft", "sft+dpo")
+
+
+def to_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float]]], keys: Sequence[str] | None = None,
+                digits: int = 3) -> str:
+    """``system → metric → {mean, sd, n_runs}`` as a Markdown table of ``mean ± sd`` cells."""
+    systems = list(summary)
+    if keys is None:
+        keys = []
+        for s in systems:
+            keys += [k for k in summary[s] if k not in keys]
+    lines = ["| system | runs | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+    for s in systems:
+        n = max((int(v.get("n_runs", 1)) for v in summary[s].values()), default=0)
+        cells = []
+        for k in keys:
+            v = summary[s].get(k)
+            if v is None or v.get("mean") is None or (isinstance(v["mean"], float) and math.isnan(v["mean"])):
+                cells.append("–")
+            else:
+                cells.append(f"{v['mean']:.{digits}f} ± {v.get('sd', 0.0):.{digits}f}")
+        lines.append(f"| {s} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _base_generator(sft_run: Path):
+    """The untrained backbone with the SFT run's system prompt (EmPO's "baseline")."""
+    from empathkit.methods.base import Generator
+    from empathkit.methods.sft.trainer import load_base, system_prompt_fn
+    from empathkit.api import resolve
+    from empathkit.config import validate
+    from empathkit.methods.sft.config import SFTModelConfig
+    from empathkit.runs import load_run_config
+
+    mc = validate(SFTModelConfig, resolve(load_run_config(sft_run)).model, "model")
+    model, tok = load_base(mc)
+    model.config.use_cache = True
+    model.eval()
+    tok.padding_side = "left"
+    with_sp = system_prompt_fn(mc)
+
+    class _Base(Generator):
+        name = "base"
+
+        def system_prompt_for(self, ex):
+            return with_sp(ex)
+
+    return _Base(model, tok, with_sp(None))
+
+
+def generate_system(system: str, run_dir: Path, examples, settings, progress: bool = True):
+    """Predictions of one system of one EmPO run: ``base`` / ``sft`` (its SFT run) / ``sft+dpo``."""
+    from empathkit.methods.empo import load as load_empo
+    from empathkit.methods.empo.trainer import EmpoTrainConfig
+    from empathkit.methods.sft import load as load_sft
+
+    from empathkit.api import resolve
+    from empathkit.config import validate
+    from empathkit.runs import load_run_config
+
+    tc = validate(EmpoTrainConfig, resolve(load_run_config(run_dir)).train, "train")
+    sft_run = Path(tc.dpo.sft_run) if tc.dpo.sft_run else Path(run_dir) / "sft"  # type: ignore[attr-defined]
+    if system == "sft+dpo":
+        gen = load_empo(None, run_dir)
+    elif system == "sft":
+        gen = load_sft(None, sft_run)
+    elif system == "base":
+        gen = _base_generator(sft_run)
+    else:
+        raise ValueError(f"unknown system {system!r}; expected one of {SYSTEMS}")
+    return gen.generate(examples, settings, progress=progress)
+
+
+def run_stability(cfg: dict, seeds: Sequence[int], out_dir: str | Path, *, systems: Sequence[str] = SYSTEMS,
+                  share_sft: bool = True, test_limit: int | None = 200, preset: str | None = "empo",
+                  metrics: Sequence[str] | None = None, settings=None, progress: bool = True) -> dict[str, Any]:
+    """Train/generate/evaluate per seed; returns the evaluation summary (system → metric → mean/sd/n_runs).
+
+    Systems that do not depend on the seed (``base``; ``sft`` when ``share_sft``) are generated once.
+    Finished runs (``<out>/seed-<s>/done``) are reused, so an interrupted study resumes.
+    """
+    from empathkit.api import resolve
+    from empathkit.data import load_examples
+    from empathkit.evaluation import evaluate, records_from_predictions, write_report
+    from empathkit.methods.empo.trainer import train_empo
+    from empathkit.models.generation import GenerationSettings
+    from empathkit.runs import write_jsonl
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rc = resolve(cfg)
+    examples = load_examples(rc.data.source, "test", "last-listener", None, test_limit, 0, True)
+    settings = settings or GenerationSettings()
+    runs: list[tuple[str, list]] = []
+    shared_sft: str | None = None
+    for i, seed in enumerate(seeds):
+        c = copy.deepcopy(cfg)
+        c["seed"] = int(seed)
+        if share_sft and shared_sft:
+            c.setdefault("train", {}).setdefault("dpo", {})["sft_run"] = shared_sft
+        run_dir = out / f"seed-{seed}"
+        if not (run_dir / "done").is_file():
+            train_empo(c, run_dir, progress=progress)
+        if share_sft and shared_sft is None:
+            shared_sft = str(run_dir / "sft")
+        for system in systems:
+            if i > 0 and (system == "base" or (system == "sft" and share_sft)):
+                continue
+            preds = generate_system(system, run_dir, examples, settings, progress)
+            write_jsonl(preds, run_dir / f"predictions-{system.replace('+', '-')}.jsonl")
+            runs.append((system, records_from_predictions(preds)))
+    result = evaluate(runs, metrics=list(metrics) if metrics else None, preset=None if metrics else preset,
+                      progress=progress)
+    write_report(result, out / "report", {"seeds": list(seeds), "systems": list(systems), "config": cfg})
+    summary = result.summary()
+    (out / "stability.json").write_text(json.dumps({"seeds": list(seeds), "summary": summary}, indent=2),
+                                        encoding="utf-8")
+    (out / "stability.md").write_text("# EmPO stability (mean ± SD over seeds)\n\n" + to_markdown(summary) + "\n",
+                                      encoding="utf-8")
+    return summary
