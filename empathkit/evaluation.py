@@ -486,7 +486,7 @@ def write_report(result: EvalResult, out_dir: str | Path, config: dict | None = 
             for i, rec in enumerate(r.records):
                 row = {"id": rec.id, "emotion": rec.emotion, "hypothesis": rec.hypothesis, "reference": rec.reference}
                 row.update({key: vals[i] for key, vals in r.per_example.items() if i < len(vals)})
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(json.dumps(_finite(row), ensure_ascii=False) + "\n")
     agg = {
         "metrics": [{"name": m, "options": o} for m, o in result.metrics],
         "summary": result.summary(),
@@ -494,7 +494,7 @@ def write_report(result: EvalResult, out_dir: str | Path, config: dict | None = 
                   "seconds_per_metric": r.timings, "seconds_per_family": r.family_timings, "skipped": r.skipped}
                  for r in result.runs],
     }
-    (out / "aggregates.json").write_text(json.dumps(agg, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    (out / "aggregates.json").write_text(json.dumps(_finite(agg), indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     header, rows = table_rows(result)
     skipped = {m: why for r in result.runs for m, why in r.skipped.items()}
     md = ["# Evaluation report", "", markdown_table(header, rows), "", "## Metrics", *_metric_notes(result)]
@@ -515,6 +515,17 @@ def write_report(result: EvalResult, out_dir: str | Path, config: dict | None = 
             + "</body></html>\n")
     (out / "report.html").write_text(page, encoding="utf-8")
     return out
+
+
+def _finite(obj: Any) -> Any:
+    """NaN / inf → None so the JSON files stay standard JSON (NaN = not scored, e.g. a subsampled metric)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _safe(name: str) -> str:

@@ -207,7 +207,10 @@ def _word_vectors(path: str) -> tuple[dict[str, int], Any]:
 class Resources:
     """What metrics ask for. Cheap to create; loads lazily; heavy objects are shared per process."""
 
-    def __init__(self, config: ResourceConfig | dict | None = None):
+    def __init__(self, config: ResourceConfig | dict | None = None, *, lm=None):
+        """``lm``: an already loaded ``(model, tokenizer)`` to use instead of loading ``config.lm`` (e.g. a trained
+        generator, or a test's tiny model)."""
+        self._lm = lm
         if isinstance(config, dict) or config is None:
             from empathkit.config import validate
 
@@ -246,7 +249,7 @@ class Resources:
 
     def lm(self):
         """``(model, tokenizer)`` of the configured causal LM (shared, eval mode)."""
-        return _causal_lm(self.config.lm)
+        return self._lm if self._lm is not None else _causal_lm(self.config.lm)
 
     def vad_lexicon(self) -> dict[str, tuple[float, float, float]]:
         from empathkit.data.emotions import load_vad_lexicon

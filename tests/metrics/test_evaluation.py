@@ -143,3 +143,24 @@ def test_cli_evaluate_default_basic_and_significance(tmp_path):
     assert "dist-2" in res.output and "rouge-l" in res.output
     res = runner.invoke(app, ["evaluate", str(a), "--hyp-col", "nope", "-o", str(tmp_path / "o3")])
     assert res.exit_code == 2 and "field 'nope'" in res.output
+
+
+def test_every_metric_has_a_card_and_is_indexed():
+    from pathlib import Path
+
+    from empathkit.metrics import METRICS
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "metrics"
+    index = (docs / "README.md").read_text()
+    mine = {"lexical", "diversity", "semantic", "lexicon", "fluency", "judge"}
+    for name, spec in METRICS.items():
+        assert f"`{name}`" in index, f"{name} missing from docs/metrics/README.md"
+        if spec.family in mine:
+            assert (docs / f"{name}.md").is_file(), f"no card docs/metrics/{name}.md"
+
+
+def test_every_preset_resolves():
+    from empathkit.evaluation import PRESETS, preset_metrics
+
+    for p in list(PRESETS) + ["all"]:
+        assert preset_metrics(p)

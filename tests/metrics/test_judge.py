@@ -1,0 +1,68 @@
+"""G-Score parsing and backends (a fake OpenAI-compatible client, the tiny local model) and the NLPCC composite."""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+
+import pytest
+
+from empathkit.metrics import METRICS
+from empathkit.metrics.base import Batch
+from empathkit.metrics.judge import NLPCC_WEIGHTS, parse_scores
+from empathkit.metrics.resources import Resources
+
+B = Batch(["I am sorry to hear that.", "Great!"], ["So sorry.", "Congrats!"], contexts=[["My dog died."], ["I won."]])
+
+
+@pytest.mark.parametrize("text,expect", [
+    ('{"relevance": 4, "fluency": 5, "informativeness": 3, "coherence": 4}', (4, 5, 3, 4)),
+    ('Sure! ```json\n{"relevance": 2, "fluency": 3, "informativeness": 1, "coherence": 5}\n```', (2, 3, 1, 5)),
+    ("Relevance: 4\nFluency - 5\nInformativeness: 2\nCoherence: 3", (4, 5, 2, 3)),
+    ("4, 4, 3, 5", (4, 4, 3, 5)),
+])
+def test_parse_scores_robust(text, expect):
+    assert tuple(parse_scores(text).values()) == expect
+
+
+@pytest.mark.parametrize("text", ["", "I cannot rate this.", '{"relevance": 9, "fluency": 9, "informativeness": 9, "coherence": 9}', "10 20"])
+def test_parse_scores_rejects(text):
+    assert parse_scores(text) is None
+
+
+def test_openai_backend_through_a_fake_client(monkeypatch):
+    replies = iter(['{"relevance": 5, "fluency": 5, "informativeness": 4, "coherence": 5}', "no idea"])
+    seen = {}
+
+    class FakeOpenAI:
+        def __init__(self, base_url=None, api_key=None, **kw):
+            seen.update(base_url=base_url, api_key=api_key)
+            msg = lambda: types.SimpleNamespace(choices=[types.SimpleNamespace(message=types.SimpleNamespace(content=next(replies)))])  # noqa: E731
+            self.chat = types.SimpleNamespace(completions=types.SimpleNamespace(create=lambda **kw: (seen.setdefault("prompt", kw["messages"][0]["content"]), msg())[1]))
+
+    monkeypatch.setitem(sys.modules, "openai", types.SimpleNamespace(OpenAI=FakeOpenAI))
+    res = Resources({"judge": {"backend": "openai", "base_url": "http://localhost:9/v1", "api_key": "k", "model": "m"}})
+    r = METRICS.get("g-score").fn(B, res)
+    assert seen["base_url"] == "http://localhost:9/v1" and "My dog died." in seen["prompt"]
+    assert r.per_example["g-score"][0] == pytest.approx(4.75) and math.isnan(r.per_example["g-score"][1])
+    assert r.info["unparsed"] == 1 and r.aggregate["g-score"] == pytest.approx(4.75)
+
+
+def test_local_backend_expected_scores_in_range(tiny_model):
+    r = METRICS.get("g-score").fn(B, Resources({"lm": "tiny-random-llama"}, lm=tiny_model), max_examples=1)
+    scored = [x for x in r.per_example["g-score"] if not math.isnan(x)]
+    assert len(scored) == 1 and 1.0 <= scored[0] <= 5.0 and r.info["backend"] == "local"
+
+
+def test_nlpcc_composite_from_precomputed_components():
+    comps = {"meteor": 0.3, "bleu-4": 10.0, "rouge-l": 0.2, "vector-extrema": 0.5, "dist-2": 40.0, "dist-3": 60.0,
+             "g-score": 4.0}
+    b = Batch(["x"], ["y"], extra={"_aggregates": dict(comps)})
+    r = METRICS.get("nlpcc2025").fn(b, None)
+    expect = 0.2 * 0.3 + 0.2 * 0.1 + 0.2 * 0.2 + 0.1 * 0.5 + 0.1 * 0.4 + 0.1 * 0.6
+    assert r.aggregate["nlpcc2025-without-g"] == pytest.approx(expect)
+    assert r.aggregate["nlpcc2025"] == pytest.approx(expect + 0.1 * 4.0 / 5)
+    assert sum(NLPCC_WEIGHTS.values()) == pytest.approx(1.0)
+    no_g = Batch(["x"], ["y"], extra={"_aggregates": {k: v for k, v in comps.items() if k != "g-score"}})
+    assert math.isnan(METRICS.get("nlpcc2025").fn(no_g, None).aggregate["nlpcc2025"])
