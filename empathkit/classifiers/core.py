@@ -122,10 +122,13 @@ class TextClassifier:
     """Encoder + linear head. Build with :meth:`load` (a trained folder) or directly from arrays (training/tests)."""
 
     def __init__(self, config: ClassifierConfig, weight: np.ndarray, bias: np.ndarray, encoder: Encoder | None = None,
-                 path: Path | None = None):
+                 path: Path | None = None, hidden: tuple[np.ndarray, np.ndarray] | None = None):
         self.config = config
         self.weight = np.asarray(weight, dtype=np.float32)
         self.bias = np.asarray(bias, dtype=np.float32)
+        # optional hidden layer (an MLP head: relu(x @ hidden_w.T + hidden_b) feeds the output layer)
+        self.hidden = None if hidden is None else (np.asarray(hidden[0], dtype=np.float32),
+                                                   np.asarray(hidden[1], dtype=np.float32))
         if self.weight.shape[0] != len(config.labels) or self.bias.shape != (len(config.labels),):
             raise DataError(f"head shape {self.weight.shape}/{self.bias.shape} does not match {len(config.labels)} labels")
         self._encoder = encoder
@@ -167,6 +170,8 @@ class TextClassifier:
         return self.encoder.encode([self._prep(s) for s in inputs], batch_size, show_progress)
 
     def proba_from_features(self, feats: np.ndarray) -> np.ndarray:
+        if self.hidden is not None:
+            feats = np.maximum(feats @ self.hidden[0].T + self.hidden[1], 0.0)
         logits = feats @ self.weight.T + self.bias
         if self.config.multi_label:
             return 1.0 / (1.0 + np.exp(-logits))
@@ -202,7 +207,11 @@ class TextClassifier:
 
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
-        save_file({"weight": self.weight, "bias": self.bias}, str(p / "head.safetensors"))
+        tensors = {"weight": self.weight, "bias": self.bias}
+        if self.hidden is not None:
+            tensors.update({"hidden.weight": self.hidden[0], "hidden.bias": self.hidden[1]})
+        # contiguous copies: safetensors writes the raw buffer, so a transposed view would be saved scrambled
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(p / "head.safetensors"))
         (p / "config.json").write_text(json.dumps(asdict(self.config), indent=2), encoding="utf-8")
         self.path = p
         return p
@@ -220,7 +229,8 @@ class TextClassifier:
         except (json.JSONDecodeError, TypeError) as e:
             raise DataError(f"invalid classifier config ({e})", file=str(cfg_file)) from None
         head = load_file(str(head_file))
-        return cls(cfg, head["weight"], head["bias"], path=p)
+        hidden = (head["hidden.weight"], head["hidden.bias"]) if "hidden.weight" in head else None
+        return cls(cfg, head["weight"], head["bias"], path=p, hidden=hidden)
 
     def __repr__(self) -> str:
         return f"TextClassifier(kind={self.kind!r}, labels={len(self.labels)}, input={self.config.input!r})"

@@ -33,6 +33,41 @@ def _features(clf_cfg: ClassifierConfig, inputs: list, encoder, desc: str) -> np
     return tmp.features(inputs, batch_size=64, show_progress=len(inputs) > 2000)
 
 
+def _store_paths(encoder_name: str, max_seq_length: int) -> tuple[Path, Path]:
+    from empathkit.classifiers import classifier_dir
+
+    base = classifier_dir("emotion").parent / "_embeddings" / f"{encoder_name.replace('/', '_')}-{max_seq_length}"
+    return base.with_suffix(".texts.json"), base.with_suffix(".npy")
+
+
+def load_embedding_store(encoder, encoder_name: str, max_seq_length: int) -> int:
+    """Fill ``encoder.memo`` from the on-disk embedding store (JSON texts + .npy matrix, no pickle).
+
+    Training runs and re-runs reuse embeddings of identical texts (the encoder is frozen), which matters on a
+    shared 2-core machine; delete ``cache_dir()/classifiers/_embeddings`` to recompute."""
+    tp, ap = _store_paths(encoder_name, max_seq_length)
+    if not (tp.is_file() and ap.is_file()):
+        return 0
+    texts = json.loads(tp.read_text(encoding="utf-8"))
+    arr = np.load(ap, allow_pickle=False)
+    if len(texts) != len(arr):
+        log.warning("embedding store %s is inconsistent; ignored", ap)
+        return 0
+    for t, v in zip(texts, arr):
+        encoder.memo.setdefault(t, v)
+    return len(texts)
+
+
+def save_embedding_store(encoder, encoder_name: str, max_seq_length: int) -> None:
+    tp, ap = _store_paths(encoder_name, max_seq_length)
+    tp.parent.mkdir(parents=True, exist_ok=True)
+    texts = list(encoder.memo)
+    np.save(ap.with_suffix(".tmp.npy"), np.stack([encoder.memo[t] for t in texts]) if texts else np.zeros((0, 1)))
+    tp.with_suffix(".tmp").write_text(json.dumps(texts), encoding="utf-8")
+    ap.with_suffix(".tmp.npy").replace(ap)
+    tp.with_suffix(".tmp").replace(tp)
+
+
 def _scores(y_true, y_pred, labels: list[str], multi: bool) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -87,6 +122,33 @@ def fit_linear_head(X: dict[str, np.ndarray], y: dict[str, list], labels: list[s
                                                         "selected_on": f"valid {select_on}"}
 
 
+def fit_mlp_head(X: dict[str, np.ndarray], y: dict[str, list], labels: list[str], seed: int,
+                 hidden: int = 512, alphas=(1e-3, 1e-2)) -> tuple[np.ndarray, np.ndarray, tuple, dict]:
+    """Single-label MLP head (one ReLU layer, scikit-learn ``MLPClassifier`` with early stopping), chosen on valid
+    accuracy over ``alphas``; its weights are copied into the head tensors (no pickle)."""
+    from sklearn.neural_network import MLPClassifier
+
+    Y = {s: np.array([labels.index(v) for v in vals]) for s, vals in y.items()}
+    best, trials = None, []
+    for alpha in alphas:
+        m = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=alpha, early_stopping=True, max_iter=200,
+                          random_state=seed).fit(X["train"], Y["train"])
+        present = list(m.classes_)
+        W = np.zeros((len(labels), hidden))
+        b = np.full(len(labels), -1e4)
+        W[present], b[present] = m.coefs_[1].T, m.intercepts_[1]
+        hid = (m.coefs_[0].T, m.intercepts_[0])
+        H = np.maximum(X["valid"] @ hid[0].T + hid[1], 0)
+        val = _evaluate_head(W, b, H, Y["valid"], labels, False, 0.5)
+        trials.append({"alpha": alpha, **{f"valid_{k}": v for k, v in val.items()}})
+        log.info("  mlp hidden=%d alpha=%s valid %s", hidden, alpha, val)
+        if best is None or val["accuracy"] > best[0]:
+            best = (val["accuracy"], W, b, hid, alpha)
+    _, W, b, hid, alpha = best  # type: ignore[misc]
+    return (W.astype(np.float32), b.astype(np.float32), (hid[0].astype(np.float32), hid[1].astype(np.float32)),
+            {"hidden": hidden, "alpha": alpha, "trials": trials, "selected_on": "valid accuracy"})
+
+
 def _evaluate_head(W, b, X, Y, labels, multi, threshold) -> dict[str, float]:
     logits = X @ W.T + b
     if multi:
@@ -111,14 +173,26 @@ def evaluate(clf: TextClassifier, inputs: list, labels: list, threshold: float |
 # --- kinds ----------------------------------------------------------------------------------------------------------
 
 def train_linear(kind: str, config: ClassifierConfig, splits: dict, info: dict, out_dir: Path, seed: int,
-                 select_on: str = "macro_f1", encoder_name: str = "minilm-l6") -> dict[str, Any]:
+                 select_on: str = "macro_f1", encoder_name: str = "minilm-l6", use_store: bool = True,
+                 head: str = "linear") -> dict[str, Any]:
     encoder = shared_encoder(encoder_name, config.max_seq_length)
+    if use_store:
+        load_embedding_store(encoder, encoder_name, config.max_seq_length)
     t0 = time.time()
-    X = {s: _features(config, splits[s][0], encoder, f"{kind} {s}") for s in ("train", "valid", "test")}
+    X = {}
+    for s in ("train", "valid", "test"):
+        X[s] = _features(config, splits[s][0], encoder, f"{kind} {s}")
+        if use_store:
+            save_embedding_store(encoder, encoder_name, config.max_seq_length)
     t_embed = time.time() - t0
     y = {s: splits[s][1] for s in X}
-    W, b, sel = fit_linear_head(X, y, config.labels, config.multi_label, seed, config.threshold, select_on)
-    clf = TextClassifier(config, W, b, encoder=encoder)
+    hidden = None
+    if head == "mlp":
+        W, b, hidden, sel = fit_mlp_head(X, y, config.labels, seed)
+        X = {s: np.maximum(v @ hidden[0].T + hidden[1], 0) for s, v in X.items()}
+    else:
+        W, b, sel = fit_linear_head(X, y, config.labels, config.multi_label, seed, config.threshold, select_on)
+    clf = TextClassifier(config, W, b, encoder=encoder, hidden=hidden)
     Ytest = y["test"]
     if config.multi_label:
         from sklearn.preprocessing import MultiLabelBinarizer
@@ -129,7 +203,7 @@ def train_linear(kind: str, config: ClassifierConfig, splits: dict, info: dict, 
         test = _evaluate_head(W, b, X["test"], np.array([config.labels.index(v) for v in Ytest]), config.labels, False,
                               config.threshold)
     clf.save(out_dir)
-    return {"method": "frozen-minilm+logreg", "test": test, "selection": sel, "embed_seconds": round(t_embed, 1)}
+    return {"method": "frozen-minilm+" + ("mlp" if head == "mlp" else "logreg"), "test": test, "selection": sel, "embed_seconds": round(t_embed, 1)}
 
 
 def _emotion_config() -> ClassifierConfig:
@@ -145,7 +219,7 @@ def _goemotions_config(labels: list[str]) -> ClassifierConfig:
 
 
 def _epitome_config(dim: str) -> ClassifierConfig:
-    return ClassifierConfig(kind=f"epitome-{dim}", labels=["0", "1", "2"], input="pair", max_seq_length=128,
+    return ClassifierConfig(kind=f"epitome-{dim}", labels=["0", "1", "2"], input="pair", max_seq_length=64,
                             lowercase=True, extra={"dimension": dim, "levels": {"0": "no", "1": "weak", "2": "strong"}})
 
 
@@ -156,29 +230,46 @@ def _intent_config() -> ClassifierConfig:
                             lowercase=True)
 
 
+# Train-set sizes for the full (non-quick) run: chosen so that `classifiers train` (all kinds) stays near its time
+# budget on a 2-core CPU; test sets are always complete. See docs/classifiers.md for the measurements.
+SIZES = {
+    "emotion": {"train": 12000, "valid": 1500},
+    "goemotions": {"train": 10000, "valid": 2000},
+    "intent": {"cap_per_class": 1000, "valid": 2000},
+}
+
+
+def _limit(splits: dict, info: dict, sizes: dict, seed: int) -> None:
+    from empathkit.classifiers.data import subsample
+
+    for split in ("train", "valid"):
+        n = sizes.get(split)
+        if n is not None and n < len(splits[split][0]):
+            info.setdefault("full_sizes", {})[split] = len(splits[split][0])
+            splits[split] = subsample(*splits[split], n, seed)
+            info["sizes"][split] = n
+
+
 def _plan(kind: str, quick: bool, seed: int, root) -> tuple[ClassifierConfig, dict, dict, dict]:
     """(config, splits, info, training options) for one kind. Train sizes are capped to fit the time budget."""
     from empathkit.classifiers import data as D
 
+    sizes = {} if quick else SIZES.get(kind, {})
     if kind == "emotion":
         splits, info = D.load_emotion(root, quick=quick, seed=seed)
+        _limit(splits, info, sizes, seed)
         return _emotion_config(), splits, info, {"select_on": "accuracy"}
     if kind == "goemotions":
         splits, info = D.load_goemotions(root, quick=quick, seed=seed)
-        if not quick:
-            splits["train"] = D.subsample(*splits["train"], 20000, seed)
-            info["sizes"]["train"] = len(splits["train"][0])
-            info["train_subset"] = "20,000 seeded of 43,410"
+        _limit(splits, info, sizes, seed)
         return _goemotions_config(info["labels"]), splits, info, {"select_on": "macro_f1"}
     if kind.startswith("epitome-"):
         dim = kind.split("-", 1)[1]
         splits, info = D.load_epitome(dim, root, quick=quick, seed=seed)
         return _epitome_config(dim), splits, info, {"select_on": "macro_f1"}
     if kind == "intent":
-        splits, info = D.load_intent(root, quick=quick, seed=seed, cap=None if quick else 2500)
-        if not quick:
-            splits["valid"] = D.subsample(*splits["valid"], 2000, seed)
-            info["sizes"]["valid"] = len(splits["valid"][0])
+        splits, info = D.load_intent(root, quick=quick, seed=seed, cap=sizes.get("cap_per_class"))
+        _limit(splits, info, sizes, seed)
         return _intent_config(), splits, info, {"select_on": "macro_f1"}
     raise ConfigError(f"unknown classifier kind {kind!r}")
 
@@ -196,19 +287,20 @@ def train_kind(kind: str, quick: bool = False, seed: int = 0, out_dir: str | Pat
     tmp = final.with_name(final.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     config, splits, info, opts = _plan(kind, quick, seed, root)
     if method == "finetune":
         from empathkit.classifiers.finetune import train_finetuned
 
         result = train_finetuned(config, splits, tmp, seed=seed, **finetune_opts)
-    elif method == "linear":
-        result = train_linear(kind, config, splits, info, tmp, seed, select_on=opts["select_on"])
+    elif method in ("linear", "mlp"):
+        result = train_linear(kind, config, splits, info, tmp, seed, select_on=opts["select_on"], head=method)
     else:
-        raise ConfigError(f"unknown training method {method!r} (linear or finetune)")
+        raise ConfigError(f"unknown training method {method!r} (linear, mlp or finetune)")
     if extra_eval is not None:
         result["extra_eval"] = extra_eval(TextClassifier.load(tmp))
     result.update({"kind": kind, "data": info, "seed": seed, "quick": quick, "train_seconds": round(time.time() - t0, 1),
+                   "cpu_seconds": round(time.process_time() - c0, 1),
                    "versions": library_versions(), "labels": config.labels})
     (tmp / "metrics.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     save_run_meta(tmp, {"kind": kind, "method": method, "quick": quick, **{k: v for k, v in finetune_opts.items()}}, seed)
