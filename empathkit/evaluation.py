@@ -280,6 +280,7 @@ class SystemResult:
     timings: dict[str, float] = field(default_factory=dict)  # metric → seconds
     family_timings: dict[str, float] = field(default_factory=dict)  # family → seconds
     skipped: dict[str, str] = field(default_factory=dict)  # metric → reason
+    key_metric: dict[str, str] = field(default_factory=dict)  # aggregate key → metric that produced it
     records: list[Record] = field(default_factory=list, repr=False)
     source: str = ""
 
@@ -309,6 +310,13 @@ class EvalResult:
                 if k not in seen:
                     seen.append(k)
         return seen
+
+    def lower_is_better(self) -> list[str]:
+        """Aggregate keys produced by metrics registered with ``higher_is_better=False``."""
+        from empathkit.metrics import METRICS
+
+        km = {k: m for r in self.runs for k, m in r.key_metric.items()}
+        return [k for k, m in km.items() if not METRICS.get(m).higher_is_better]
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """system → key → {mean, sd, n_runs} (sd = sample SD over seeds, 0 for one run)."""
@@ -388,6 +396,7 @@ def evaluate_records(records: Sequence[Record], metrics: list[tuple[str, dict[st
         out.timings[mname] = dt
         out.family_timings[spec.family] = out.family_timings.get(spec.family, 0.0) + dt
         out.aggregates.update(r.aggregate)
+        out.key_metric.update({k: mname for k in r.aggregate})
         batch.extra["_aggregates"].update(r.aggregate)
         if r.per_example:
             out.per_example.update(r.per_example)

@@ -70,6 +70,8 @@ def evaluate(inputs: List[str] = typer.Argument(None, help="prediction files: PA
              resamples: int = typer.Option(1000, help="bootstrap / permutation resamples"),
              seed: int = typer.Option(0, help="seed of the resampling tests"),
              strict: bool = typer.Option(False, help="fail instead of skipping a metric whose resource is missing"),
+             by_emotion: List[str] = typer.Option(None, "--by-emotion", help="per-emotion breakdown of a per-example key (repeatable), appended to report.md"),
+             plots: bool = typer.Option(False, "--plots", help="bar chart (+ radar chart with ≥ 3 keys) of the systems in <out>/plots/"),
              list_metrics: bool = typer.Option(False, "--list", help="list metrics and presets and exit")):
     """Score system outputs; writes per-example JSONL, aggregates.json, report.md and report.html."""
     from empathkit.config import load_config
@@ -112,6 +114,13 @@ def evaluate(inputs: List[str] = typer.Argument(None, help="prediction files: PA
                   "metric_options": metric_options, "resources": resources, "format": fmt,
                   "resolved_metrics": [{"name": m, "options": o} for m, o in result.metrics]}
     write_report(result, out, run_config, seed)
+    first = Path(systems[0][2])
+    if len(systems) == 1 and first.name == "predictions.jsonl" and (first.parent / "config.yaml").is_file():
+        _update_scores(first.parent / "scores.json", result.runs[0].aggregates)
+    extra_md = _extras(result, out, by_emotion or [], plots)
+    if extra_md:
+        with (out / "report.md").open("a", encoding="utf-8") as f:
+            f.write("\n" + extra_md)
     header, rows = table_rows(result)
     typer.echo(markdown_table(header, rows))
     if significance:
@@ -127,6 +136,36 @@ def evaluate(inputs: List[str] = typer.Argument(None, help="prediction files: PA
             f.write("\n## Significance (vs " + result.runs[0].name + ", * = p < 0.05)\n\n" + "\n".join(lines) + "\n")
         typer.echo("\n" + "\n".join(lines))
     console.print(f"report: {out / 'report.md'}")
+
+
+def _update_scores(path: Path, aggregates: dict) -> None:
+    """A run directory's ``scores.json`` (runs.py layout): merged with what is already there."""
+    import math
+
+    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    old.update({k: (v if isinstance(v, float) and math.isfinite(v) else None) for k, v in aggregates.items()})
+    path.write_text(json.dumps(old, indent=2), encoding="utf-8")
+
+
+def _extras(result, out: Path, by_emotion: list[str], plots: bool) -> str:
+    from empathkit.reports import plots as P
+    from empathkit.reports.tables import breakdown_table, rows_from_result
+
+    md = []
+    if by_emotion:
+        rows = rows_from_result(result)
+        for key in by_emotion:
+            md += ["## Per emotion", "", breakdown_table(rows, key), ""]
+    if plots:
+        keys = [k for k in result.keys() if not k.startswith("tries-")][:8]
+        if keys:
+            p = P.bar_chart(result, keys, out / "plots" / "bars.png")
+            md += [f"![bars]({p.relative_to(out)})", ""]
+            if len(keys) >= 3 and len(result.systems()) >= 2:
+                lower = [k for k in result.lower_is_better() if k in keys]
+                p = P.radar_chart(result, keys, out / "plots" / "radar.png", lower_is_better=lower)
+                md += [f"![radar]({p.relative_to(out)})", ""]
+    return "\n".join(md)
 
 
 def significance_tests(result, test: str = "both", resamples: int = 1000, seed: int = 0) -> list[dict]:
