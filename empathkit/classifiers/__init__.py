@@ -92,6 +92,16 @@ def load_classifier(kind: str, source: str | None = None, *, required: bool = Tr
     return clf
 
 
+def predict_context_emotion(contexts: list[list[str]], source: str | None = None, max_turns: int = 3,
+                            batch_size: int = 64) -> list[tuple[str, float]]:
+    """Top ED emotion ``(label, probability)`` of each dialogue context (a list of turns, oldest first), with the
+    same input convention the ``emotion`` classifier was trained on (the last ``max_turns`` turns joined)."""
+    from empathkit.classifiers.data import emotion_input
+
+    clf = load_classifier("emotion", source)
+    return clf.predict([emotion_input(c, max_turns) for c in contexts], batch_size=batch_size)
+
+
 def read_metrics(kind: str) -> dict | None:
     import json
 
@@ -100,4 +110,4 @@ def read_metrics(kind: str) -> dict | None:
 
 
 __all__ = ["KINDS", "ClassifierKind", "ClassifierConfig", "TextClassifier", "classifier_dir", "is_trained",
-           "load_classifier", "read_metrics"]
+           "load_classifier", "predict_context_emotion", "read_metrics"]

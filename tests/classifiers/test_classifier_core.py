@@ -113,3 +113,12 @@ def test_load_classifier_from_cache_and_env_folder(isolated_cache, clf, tmp_path
     monkeypatch.setenv("EMPATHKIT_CLASSIFIER_EMOTION", str(tmp_path / "elsewhere"))
     other = load_classifier("emotion")
     assert other is not got and other.path == tmp_path / "elsewhere"
+
+
+def test_predict_context_emotion_uses_last_turns(isolated_cache, clf):
+    from empathkit.classifiers import predict_context_emotion
+
+    _LOADED[("emotion", "")] = clf
+    out = predict_context_emotion([["I was angry before", "ok", "now I am just sad"], ["so happy"]], max_turns=1)
+    assert [lab for lab, _ in out] == ["sad", "joyful"]  # only the last turn is seen with max_turns=1
+    assert predict_context_emotion([["I was angry before", "ok", "now I am just sad"]], max_turns=3)[0][0] in ("sad", "angry")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import requires_minilm
+from _clf_fakes import requires_minilm
 from empathkit.classifiers import data as D
 from empathkit.classifiers.core import ClassifierConfig, TextClassifier
 from empathkit.classifiers.train import fit_linear_head, fit_mlp_head

