@@ -31,6 +31,7 @@ _COMMANDS = [
     ("empathkit.cli.data", "app", "data", "group"),
     ("empathkit.cli.generate", "generate", "generate", "command"),
     ("empathkit.cli.evaluate", "evaluate", "evaluate", "command"),
+    ("empathkit.cli.humaneval", "app", "humaneval", "group"),
     ("empathkit.cli.classifiers", "app", "classifiers", "group"),
     ("empathkit.cli.train", "train", "train", "command"),
     ("empathkit.cli.report", "report", "report", "command"),
