@@ -4,8 +4,9 @@
                predictions, e.g. ECG-LoRA / ReflectDiffu / REG heads) against the gold ED emotion; skipped when the
                system predicts no emotion.
 - ``ea-f1``    GoEmotions labels of the reference and of the response (multi-label, probability ≥ 0.3, ``neutral``
-               when none passes), macro F1 over the 28 labels with the reference as ground truth (scikit-learn
-               ``f1_score(average="macro", zero_division=0)`` on ``MultiLabelBinarizer`` rows).
+               when none passes), macro F1 with the reference as ground truth (scikit-learn
+               ``f1_score(average="macro", zero_division=0)`` on ``MultiLabelBinarizer`` rows; columns = labels that
+               occur in references or responses, ``label_set="all"``: all 28).
 - ``ec``       cosine of the NRC VAD vectors of the gold ED emotion and the response's top GoEmotions label, clamped
                to [0, 1], averaged. VAD = the label word's own lexicon entry (``anticipating`` → ``anticipation``,
                the only ED label missing from both lexicon versions). Default lexicon NRC VAD v2.1 ([-1, 1], the
@@ -75,12 +76,23 @@ def acc_emo(batch: Batch, resources=None, key: str | None = None) -> MetricResul
 # ---------------------------------------------------------------------------------------------------- EA-F1
 
 def ea_f1_from_labels(ref_labels: Sequence[Sequence[str]], hyp_labels: Sequence[Sequence[str]], labels: Sequence[str],
-                      average: str = "macro") -> float:
-    """F1 between label sets, references as ground truth (scikit-learn, zero_division=0)."""
+                      average: str = "macro", label_set: str = "observed") -> float:
+    """F1 between label sets, references as ground truth (scikit-learn, zero_division=0).
+
+    ``label_set="observed"``: the binarizer is fitted on the labels that occur in references or responses (a
+    ``MultiLabelBinarizer().fit(...)`` on the data, so a label nobody used does not add a 0 to the macro mean);
+    ``"all"``: every classifier label is a column. On a full test set both agree when all labels occur."""
     from sklearn.metrics import f1_score
     from sklearn.preprocessing import MultiLabelBinarizer
 
-    mlb = MultiLabelBinarizer(classes=list(labels))
+    if label_set == "observed":
+        seen = {lab for row in list(ref_labels) + list(hyp_labels) for lab in row}
+        classes = [lab for lab in labels if lab in seen] + sorted(seen - set(labels))
+    elif label_set == "all":
+        classes = list(labels)
+    else:
+        raise ValueError(f"label_set must be 'observed' or 'all', got {label_set!r}")
+    mlb = MultiLabelBinarizer(classes=classes)
     y_true = mlb.fit_transform(ref_labels)
     y_pred = mlb.transform(hyp_labels)
     return float(f1_score(y_true, y_pred, average=average, zero_division=0))
@@ -103,14 +115,15 @@ def _set_f1(a: Sequence[str], b: Sequence[str]) -> float:
 @register_metric("ea-f1", family="emotion", needs=("classifier:goemotions",),
                  description="macro F1 of GoEmotions labels (p>=0.3, neutral fallback) of response vs reference (ECG-LoRA)")
 def ea_f1(batch: Batch, resources=None, threshold: float = EA_THRESHOLD, average: str = "macro",
-          fallback: str = "neutral", classifier: str | None = None, batch_size: int = 64) -> MetricResult:
+          fallback: str = "neutral", classifier: str | None = None, batch_size: int = 64,
+          label_set: str = "observed") -> MetricResult:
     clf = _classifier(resources, "goemotions", classifier)
     ref = clf.predict_labels(list(batch.references), threshold, fallback, batch_size=batch_size)
     hyp = clf.predict_labels(list(batch.hypotheses), threshold, fallback, batch_size=batch_size)
-    score = ea_f1_from_labels(ref, hyp, clf.labels, average)
+    score = ea_f1_from_labels(ref, hyp, clf.labels, average, label_set)
     per = [_set_f1(r, h) for r, h in zip(ref, hyp)]
     return MetricResult("ea-f1", {"ea-f1": score}, {"ea-f1-example": per},
-                        {"threshold": threshold, "average": average, "fallback": fallback,
+                        {"threshold": threshold, "average": average, "fallback": fallback, "label_set": label_set,
                          "classifier": _describe(clf),
                          "per_example": "set F1 of the two label sets (the aggregate is the corpus macro F1)"})
 

