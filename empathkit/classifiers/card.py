@@ -52,7 +52,8 @@ def write_card(folder: str | Path, m: dict[str, Any]) -> Path:
             lines.append(f"- Extra evaluation — {name}: {_fmt(vals) if isinstance(vals, dict) else vals}")
     v = m.get("versions", {})
     lines += [
-        f"- Training time: {m.get('train_seconds')} s on this machine (seed {m.get('seed')})",
+        f"- Training time: {m.get('train_seconds')} s wall, {m.get('cpu_seconds')} s CPU on this machine, 2 shared "
+        f"cores (embedding {m.get('embed_seconds', '—')} s; seed {m.get('seed')})",
         f"- Versions: torch {v.get('torch')}, transformers {v.get('transformers')}, sentence-transformers "
         f"{v.get('sentence-transformers')}, scikit-learn {v.get('scikit-learn')}, git {v.get('git_commit', '')[:10]}",
         "",
