@@ -28,12 +28,17 @@ def _parse_kv(items: List[str] | None, what: str) -> dict:
 
 
 def _split_input(arg: str) -> tuple[str, str]:
+    """``NAME=PATH`` or ``PATH``; a run directory stands for its ``predictions.jsonl``."""
     if "=" in arg and not Path(arg).exists():
         name, path = arg.split("=", 1)
-        return name, path
-    p = Path(arg)
-    name = p.parent.name if p.name == "predictions.jsonl" and p.parent.name else p.stem
-    return name, arg
+    else:
+        name, path = "", arg
+    p = Path(path)
+    if p.is_dir() and (p / "predictions.jsonl").is_file():
+        p = p / "predictions.jsonl"
+    if not name:
+        name = p.parent.name if p.name == "predictions.jsonl" and p.parent.name else p.stem
+    return name, str(p)
 
 
 def _list_metrics() -> None:

@@ -164,3 +164,32 @@ def test_every_preset_resolves():
 
     for p in list(PRESETS) + ["all"]:
         assert preset_metrics(p)
+
+
+def test_cli_config_file_run_dir_and_list(tmp_path):
+    from empathkit.cli.main import app
+
+    run = tmp_path / "myrun"
+    run.mkdir()
+    (run / "config.yaml").write_text("method: prompt\n")
+    write_jsonl(run / "predictions.jsonl", ROWS)
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text("metrics: [rouge, dist-sent]\nmetric_options:\n  rouge: {types: [rouge1]}\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", str(run), "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    agg = json.loads((run / "eval" / "aggregates.json").read_text())
+    assert agg["runs"][0]["system"] == "myrun"
+    assert set(agg["runs"][0]["aggregates"]) == {"rouge-1", "dist-sent-1", "dist-sent-2", "dist-sent-3"}
+    res = runner.invoke(app, ["evaluate", "--list"])
+    assert res.exit_code == 0 and "bleu-moses" in res.output and "presets:" in res.output
+
+
+def test_score_convenience_on_prediction_objects():
+    from empathkit.evaluation import score
+    from empathkit.types import Prediction
+
+    preds = [Prediction(r["id"], r["emotion"], r["context"], r["reference"], r["prediction"]) for r in ROWS]
+    agg = score(preds)
+    assert set(agg) == {"bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "dist-1", "dist-2"}
+    assert set(score(preds, metrics="length")) == {"length"}
