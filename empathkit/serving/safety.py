@@ -15,7 +15,8 @@ Detector (hand-written: no maintained library ships an English crisis-intent rul
    "threatened to kill me").
 4. **context checks** on every match: a *negation* cue ("not", "never", "don't", …) among the 4 words before the
    match in the same clause cancels it ("I would never hurt myself", "I'm not suicidal", "I don't want to die";
-   patterns that contain their own negation, like "don't want to live", are matched as a whole); a *past* cue
+   patterns that contain their own negation, like "don't want to live", are matched as a whole; for "someone does
+   X to me" and "I'm going to X him" a negation inside the match counts too: "my dad never hits me"); a *past* cue
    ("used to") cancels it unless the text also has a *current* cue ("again", "now", "relapsed", "tonight", …);
    per-pattern *exclusions* after the match drop accidents and benign phrasings ("cut myself shaving",
    "hit me with a pillow", "pushed me to apply").
