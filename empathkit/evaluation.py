@@ -333,7 +333,7 @@ class EvalResult:
         return out
 
 
-def resolve_metrics(metrics: Sequence[str] | str | None = None, preset: str | None = None,
+def resolve_metrics(metrics: Sequence[str | tuple[str, dict]] | str | None = None, preset: str | None = None,
                     metric_options: Mapping[str, Mapping[str, Any]] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """A preset and/or explicit metric names (``"bleu,rouge"``) → [(metric, options)], options merged."""
     from empathkit.metrics import METRICS
@@ -344,6 +344,10 @@ def resolve_metrics(metrics: Sequence[str] | str | None = None, preset: str | No
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     for m in metrics or []:
+        if isinstance(m, (tuple, list)):  # already resolved: (name, options)
+            METRICS.get(m[0])
+            chosen.append((m[0], dict(m[1])))
+            continue
         if m in PRESETS or m == "all":
             chosen.extend(preset_metrics(m))
             continue

@@ -104,7 +104,8 @@ def causal_loglik(model, tok, prefixes: Sequence[str], targets: Sequence[str], b
     """Sum of target-token log-probabilities given a prefix, and the number of target tokens, per example.
 
     Prefix and target are tokenised separately and concatenated (so the target's tokens are exactly those of the
-    target text); examples are sorted by length and right-padded per batch.
+    target text); examples are sorted by length and left-padded per batch with explicit position ids, so the LM head
+    only runs on the last (longest target + 1) positions (``logits_to_keep``).
     """
     import torch
 
@@ -126,19 +127,25 @@ def causal_loglik(model, tok, prefixes: Sequence[str], targets: Sequence[str], b
         it = tqdm(it, desc=desc, unit="batch")
     for chunk in it:
         L = max(len(p) + len(t) for _, p, t in chunk)
+        T = max(len(t) for _, _, t in chunk)
         ids = torch.full((len(chunk), L), pad, dtype=torch.long)
         att = torch.zeros((len(chunk), L), dtype=torch.long)
-        tmask = torch.zeros((len(chunk), L), dtype=torch.bool)
         for r, (_, p, t) in enumerate(chunk):
             seq = p + t
-            ids[r, :len(seq)] = torch.tensor(seq)
-            att[r, :len(seq)] = 1
-            tmask[r, len(p):len(seq)] = True
+            ids[r, L - len(seq):] = torch.tensor(seq)
+            att[r, L - len(seq):] = 1
+        pos = (att.cumsum(-1) - 1).clamp(min=0)
+        if T == 0:
+            continue
         with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=att).logits[:, :-1]
-        tgt = ids[:, 1:]
+            logits = model(input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=T + 1).logits
+        logits = logits[:, -(T + 1):-1]  # predictions for the last T positions
+        tgt = ids[:, L - T:]
         lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-        m = tmask[:, 1:]
+        m = torch.zeros_like(lp, dtype=torch.bool)
+        for r, (_, _, t) in enumerate(chunk):
+            if t:
+                m[r, T - len(t):] = True
         s = (lp * m).sum(1).tolist()
         c = m.sum(1).tolist()
         for r, (i, _, _) in enumerate(chunk):

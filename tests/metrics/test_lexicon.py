@@ -70,3 +70,22 @@ def test_vader_equals_vadersentiment():
     d = r.per_example["vader-diff-abs"]
     assert d[0] == pytest.approx(abs(sia.polarity_scores("I am sad.")["compound"] - r.per_example["vader-compound"][0]))
     assert math.isnan(d[1])
+
+
+@pytest.mark.integration
+def test_word_choice_on_the_real_nrc_lexicons():
+    from empathkit.data.emotions import load_vad_lexicon
+    from tests.conftest import DATA
+
+    if DATA is None or not (DATA / "nrc_vad" / "v1_2018" / "NRC-VAD-Lexicon.txt").is_file():
+        pytest.skip("NRC lexicons not found in the data folder")
+    v1 = load_vad_lexicon(str(DATA / "nrc_vad" / "v1_2018" / "NRC-VAD-Lexicon.txt"))
+    b = Batch(["so happy"], [""], contexts=[["so happy"]])
+    r = METRICS.get("word-choice").fn(b, Resources(), vad_version="v1")
+    assert r.per_example["wc-valence"] == [0.0]  # same words → no distance
+    b = Batch(["I am happy"], [""], contexts=[["terrible"]])
+    r = METRICS.get("word-choice").fn(b, Resources(), vad_version="v1")
+    assert r.per_example["wc-valence"][0] == pytest.approx(v1["terrible"][0] - max(v1.get(w, (0,))[0] for w in ("i", "am", "happy")))
+    assert r.info["vad_lexicon"].endswith("v1_2018/NRC-VAD-Lexicon.txt")
+    r2 = METRICS.get("word-choice").fn(b, Resources(), vad_version="v2.1")
+    assert r2.info["missing_words"] == "skip" and r2.per_example["wc-valence"][0] < 0
