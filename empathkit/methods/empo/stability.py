@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -111,6 +112,7 @@ def run_stability(cfg: dict, seeds: Sequence[int], out_dir: str | Path, *, syste
     examples = load_examples(rc.data.source, "test", "last-listener", None, test_limit, 0, True)
     settings = settings or GenerationSettings()
     runs: list[tuple[str, list]] = []
+    timings: dict[str, float] = {}
     shared_sft: str | None = None
     for i, seed in enumerate(seeds):
         c = copy.deepcopy(cfg)
@@ -119,20 +121,28 @@ def run_stability(cfg: dict, seeds: Sequence[int], out_dir: str | Path, *, syste
             c.setdefault("train", {}).setdefault("dpo", {})["sft_run"] = shared_sft
         run_dir = out / f"seed-{seed}"
         if not (run_dir / "done").is_file():
+            t0 = time.time()
             train_empo(c, run_dir, progress=progress)
+            timings[f"train/seed-{seed}"] = time.time() - t0
         if share_sft and shared_sft is None:
             shared_sft = str(run_dir / "sft")
         for system in systems:
             if i > 0 and (system == "base" or (system == "sft" and share_sft)):
                 continue
+            t0 = time.time()
             preds = generate_system(system, run_dir, examples, settings, progress)
+            timings[f"generate/{system}/seed-{seed}"] = time.time() - t0
             write_jsonl(preds, run_dir / f"predictions-{system.replace('+', '-')}.jsonl")
             runs.append((system, records_from_predictions(preds)))
+    t0 = time.time()
     result = evaluate(runs, metrics=list(metrics) if metrics else None, preset=None if metrics else preset,
                       progress=progress)
+    timings["evaluate"] = time.time() - t0
     write_report(result, out / "report", {"seeds": list(seeds), "systems": list(systems), "config": cfg})
     summary = result.summary()
-    (out / "stability.json").write_text(json.dumps({"seeds": list(seeds), "summary": summary}, indent=2),
+    skipped = {m: why for r in result.runs for m, why in r.skipped.items()}
+    (out / "stability.json").write_text(json.dumps({"seeds": list(seeds), "n_test": len(examples), "summary": summary,
+                                                    "skipped": skipped, "timings_s": timings}, indent=2),
                                         encoding="utf-8")
     (out / "stability.md").write_text("# EmPO stability (mean ± SD over seeds)\n\n" + to_markdown(summary) + "\n",
                                       encoding="utf-8")
