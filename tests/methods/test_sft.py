@@ -12,6 +12,17 @@ from conftest import make_dialogues
 from empathkit.data import to_examples
 from empathkit.methods.sft.data import IGNORE, Collator, encode_example
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny-model ops are too small for two threads; one thread is also far faster on a busy 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 TINY = {"backbone": "tiny-random-llama"}
 
 

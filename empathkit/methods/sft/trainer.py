@@ -95,7 +95,7 @@ class JsonlLog:
 
     def write(self, row: dict[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(json.dumps({**row, "time": round(time.time(), 2)}, ensure_ascii=False) + "\n")
 
 
 class JsonlCallback(TrainerCallback):
@@ -124,7 +124,15 @@ class SFTTrainer(Trainer):
         self.sink = sink
         self.tcfg = train_cfg or SFTTrainConfig()
         self.tokens_seen = 0
+        self.step_seconds = 0.0  # time inside training_step (forward + backward), diagnostics excluded
+        self.diag_seconds = 0.0
         self._last_diag_step = -1
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        t0, d0 = time.perf_counter(), self.diag_seconds
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.step_seconds += time.perf_counter() - t0 - (self.diag_seconds - d0)
+        return loss
 
     # -- forward / loss ----------------------------------------------------------------------------------------
     def lm_forward(self, model, inputs: dict, emotion_ids: torch.Tensor):
@@ -198,6 +206,7 @@ class SFTTrainer(Trainer):
         params = self.lora_params(model)
         if not params or self.sink is None:
             return
+        t0 = time.perf_counter()
         per_emo: dict[str, list[float]] = {}
         for i in range(inputs["input_ids"].shape[0]):
             one = {k: v[i:i + 1] for k, v in inputs.items() if torch.is_tensor(v)}
@@ -216,6 +225,7 @@ class SFTTrainer(Trainer):
                          "grad_norm_emotion": {e: sum(v) / len(v) for e, v in per_emo.items()},
                          "grad_count_emotion": {e: len(v) for e, v in per_emo.items()},
                          "grad_norm_group": {g: sum(v) / len(v) for g, v in by_group.items()}})
+        self.diag_seconds += time.perf_counter() - t0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -324,7 +334,8 @@ def run_training(cfg: dict, run_dir: Path, train_examples=None, valid_examples=N
         "finetune": mc.finetune, "global_steps": trainer.state.global_step, "train_examples": len(train_rows),
         "valid_examples": len(valid_rows or []), "train_runtime_s": result.metrics.get("train_runtime", wall),
         "tokens_seen": trainer.tokens_seen,
-        "train_tokens_per_s": trainer.tokens_seen / max(wall, 1e-9),
+        "train_tokens_per_s": trainer.tokens_seen / max(trainer.step_seconds, 1e-9),
+        "train_step_seconds": trainer.step_seconds, "diagnostics_seconds": trainer.diag_seconds, "wall_seconds": wall,
         "train_loss": result.metrics.get("train_loss"), "best_eval_loss": trainer.state.best_metric,
         "best_checkpoint": trainer.state.best_model_checkpoint, "resumed_from": resume,
         "parameters": params, "trainable_pct": 100 * params["trainable"] / params["total"],
