@@ -74,6 +74,7 @@ def evaluate(inputs: List[str] = typer.Argument(None, help="prediction files: PA
              test: str = typer.Option("both", help="bootstrap | permutation | both"),
              resamples: int = typer.Option(1000, help="bootstrap / permutation resamples"),
              seed: int = typer.Option(0, help="seed of the resampling tests"),
+             corpus_bootstrap: int = typer.Option(0, help="with --significance: also bootstrap corpus-level keys (corpus BLEU, Dist-n) with this many resamples (slow)"),
              strict: bool = typer.Option(False, help="fail instead of skipping a metric whose resource is missing"),
              by_emotion: List[str] = typer.Option(None, "--by-emotion", help="per-emotion breakdown of a per-example key (repeatable), appended to report.md"),
              plots: bool = typer.Option(False, "--plots", help="bar chart (+ radar chart with ≥ 3 keys) of the systems in <out>/plots/"),
@@ -131,7 +132,7 @@ def evaluate(inputs: List[str] = typer.Argument(None, help="prediction files: PA
     if significance:
         if len(result.runs) < 2:
             raise ConfigError("--significance needs at least two systems")
-        tests = significance_tests(result, test, resamples, seed)
+        tests = significance_tests(result, test, resamples, seed, corpus_bootstrap)
         (out / "significance.json").write_text(json.dumps(tests, indent=2), encoding="utf-8")
         lines = [f"| system | vs | metric | test | Δ | p |", "|---|---|---|---|---|---|"]
         for t in tests:
@@ -173,7 +174,8 @@ def _extras(result, out: Path, by_emotion: list[str], plots: bool) -> str:
     return "\n".join(md)
 
 
-def significance_tests(result, test: str = "both", resamples: int = 1000, seed: int = 0) -> list[dict]:
+def significance_tests(result, test: str = "both", resamples: int = 1000, seed: int = 0,
+                       corpus_resamples: int = 0) -> list[dict]:
     """Every system's first run against the first system's first run, paired by example id."""
     from empathkit.errors import DataError
     from empathkit.metrics.stats import compare_systems
@@ -198,4 +200,17 @@ def significance_tests(result, test: str = "both", resamples: int = 1000, seed: 
             d.update(system=run.name, baseline=base.name, mean_a=t.mean_b, mean_b=t.mean_a, delta=-t.delta,
                      ci_low=None if t.ci_high is None else -t.ci_high, ci_high=None if t.ci_low is None else -t.ci_low)
             out.append(d)
+        if corpus_resamples:
+            from empathkit.metrics.stats import corpus_bootstrap
+
+            recs_b = [run.records[i] for i in order]
+            for key, metric in base.key_metric.items():
+                if key in base.per_example or key not in run.aggregates:
+                    continue
+                opts = dict(next((o for m, o in result.metrics if m == metric), {}))
+                t = corpus_bootstrap(metric, key, base.records, recs_b, corpus_resamples, seed, **opts)
+                d = t.to_json()
+                d.update(test="corpus-bootstrap", system=run.name, baseline=base.name, mean_a=t.mean_b,
+                         mean_b=t.mean_a, delta=-t.delta, ci_low=-t.ci_high, ci_high=-t.ci_low)
+                out.append(d)
     return out

@@ -193,3 +193,16 @@ def test_score_convenience_on_prediction_objects():
     agg = score(preds)
     assert set(agg) == {"bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "dist-1", "dist-2"}
     assert set(score(preds, metrics="length")) == {"length"}
+
+
+def test_cli_corpus_bootstrap(tmp_path):
+    from empathkit.cli.main import app
+
+    a = write_jsonl(tmp_path / "a.jsonl", ROWS)
+    b = write_jsonl(tmp_path / "b.jsonl", [{**r, "prediction": "ok ok ok"} for r in ROWS])
+    res = CliRunner().invoke(app, ["evaluate", f"a={a}", f"b={b}", "-m", "dist", "-o", str(tmp_path / "o"),
+                                   "--significance", "--corpus-bootstrap", "20"])
+    assert res.exit_code == 0, res.output
+    sig = json.loads((tmp_path / "o" / "significance.json").read_text())
+    d1 = next(t for t in sig if t["metric"] == "dist-1")
+    assert d1["test"] == "corpus-bootstrap" and d1["delta"] < 0 and d1["system"] == "b"

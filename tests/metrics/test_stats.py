@@ -58,3 +58,14 @@ def test_compare_systems_requires_alignment():
     assert {t.test for t in res} == {"paired-bootstrap", "permutation"}
     with pytest.raises(ValueError, match="align"):
         compare_systems({"m": [1, 2, 3]}, {"m": [0, 1]})
+
+
+def test_corpus_bootstrap_recomputes_corpus_dist():
+    from empathkit.evaluation import Record
+    from empathkit.metrics.stats import corpus_bootstrap
+
+    a = [Record(str(i), f"word{i} other{i} more{i}", "r") for i in range(20)]
+    b = [Record(str(i), "i am sorry", "r") for i in range(20)]
+    r = corpus_bootstrap("dist", "dist-1", a, b, n_resamples=50)
+    assert r.mean_a == pytest.approx(100.0) and r.mean_b == pytest.approx(100 * 3 / 60)
+    assert r.p_value < 0.05 and r.test == "paired-bootstrap"
