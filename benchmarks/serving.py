@@ -52,11 +52,15 @@ PROMPTS = [
 
 # -- the server process ----------------------------------------------------------------------------------------------
 
-def serve(port: int, max_batch: int, max_new_tokens: int) -> None:
+def serve(port: int, max_batch: int, max_new_tokens: int, threads: int) -> None:
+    import torch
+
     from empathkit.methods.prompt import load
     from empathkit.serving.emotion import EmotionDetector
     from empathkit.serving.server import ServerSettings, create_app, run
 
+    if threads:
+        torch.set_num_threads(threads)
     gen = load({"template": "structured-v1"})
     gen.default_settings = gen.default_settings.model_copy(update={"max_new_tokens": max_new_tokens})
     app = create_app(gen, ServerSettings(model_id=MODEL_ID, max_batch=max_batch, max_wait_ms=20, queue_size=64,
@@ -67,12 +71,12 @@ def serve(port: int, max_batch: int, max_new_tokens: int) -> None:
 
 # -- the load driver -----------------------------------------------------------------------------------------------
 
-def start_server(max_batch: int, max_new_tokens: int) -> tuple[subprocess.Popen, str]:
+def start_server(max_batch: int, max_new_tokens: int, threads: int) -> tuple[subprocess.Popen, str]:
     from empathkit.serving.server import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--serve", "--port", str(port), "--max-batch", str(max_batch),
-                             "--max-new-tokens", str(max_new_tokens)], cwd=REPO)
+                             "--max-new-tokens", str(max_new_tokens), "--threads", str(threads)], cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -164,8 +168,9 @@ def stream_ttft(url: str, n: int, max_tokens: int) -> dict:
     return {"requests": n, "ttft_p50_s": statistics.median(firsts), "total_p50_s": statistics.median(totals)}
 
 
-def run_config(name: str, max_batch: int, phases: list[tuple[int, int]], max_new: int, ttft: int = 0) -> dict:
-    proc, url = start_server(max_batch, max_new)
+def run_config(name: str, max_batch: int, phases: list[tuple[int, int]], max_new: int, threads: int,
+               ttft: int = 0) -> dict:
+    proc, url = start_server(max_batch, max_new, threads)
     try:
         for i in range(2):  # warm-up
             httpx.post(url + "/v1/chat/completions", json=request_body(i, max_new), timeout=900).raise_for_status()
@@ -222,20 +227,23 @@ def main():
     ap.add_argument("--n16", type=int, default=32)
     ap.add_argument("--n-unbatched", type=int, default=32)
     ap.add_argument("--n-stream", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in the server (0 = torch default); "
+                    "1 avoids OpenMP oversubscription when other jobs share the cores")
     a = ap.parse_args()
     if a.serve:
-        return serve(a.port, a.max_batch, a.max_new_tokens)
+        return serve(a.port, a.max_batch, a.max_new_tokens, a.threads)
 
     t_start, load_start = time.time(), os.getloadavg()
     crisis = crisis_metrics()
     print("crisis set:", {k: v for k, v in crisis.items() if k not in ("missed", "false_alarms")}, flush=True)
     batched = run_config("micro-batching", a.max_batch, [(1, a.n1), (4, a.n4), (16, a.n16)], a.max_new_tokens,
-                         ttft=a.n_stream)
-    single = run_config("one-at-a-time", 1, [(16, a.n_unbatched)], a.max_new_tokens)
+                         a.threads, ttft=a.n_stream)
+    single = run_config("one-at-a-time", 1, [(16, a.n_unbatched)], a.max_new_tokens, a.threads)
     b16 = next(p for p in batched["phases"] if p["clients"] == 16)
     s16 = single["phases"][0]
     payload = {"model": "smollm2-135m-instruct (prompt baseline, structured-v1)", "max_new_tokens": a.max_new_tokens,
-               "decoding": "greedy", "max_wait_ms": 20, "configs": [batched, single],
+               "decoding": "greedy", "max_wait_ms": 20, "torch_threads": a.threads or "default",
+               "configs": [batched, single],
                "batching_speedup_16_clients": b16["req_per_s"] / s16["req_per_s"],
                "batching_wins": b16["req_per_s"] > s16["req_per_s"],
                "total_5xx": sum(p["n_5xx"] for c in (batched, single) for p in c["phases"]),
@@ -258,7 +266,8 @@ def main():
         f"reply p50 {st.get('total_p50_s', float('nan')):.2f} s.",
         f"Load average (1/5/15 min) at start {tuple(round(x, 1) for x in load_start)}, end "
         f"{tuple(round(x, 1) for x in payload['loadavg_end'])}: other jobs shared the 2 cores.",
-        f"Emotion classifier in the server: {batched['health']['emotion_classifier']}.",
+        f"Emotion classifier in the server: {batched['health']['emotion_classifier']}; torch threads in the server: "
+        f"{a.threads or 'default'}.",
     ]
     md = write_results("serving", payload, rows, "Serving under load (SmolLM2-135M prompt baseline, CPU)", notes)
     cat_rows = "\n".join(f"| {k} | {v['n']} | {v['recall']:.2f} |" for k, v in crisis["per_category"].items())

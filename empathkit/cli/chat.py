@@ -16,6 +16,7 @@ def chat(method: str = typer.Option("prompt", help="registered method (see `empa
          max_new_tokens: Optional[int] = typer.Option(None, min=1, help="reply length cap"),
          temperature: float = typer.Option(0.0, min=0.0, max=2.0, help="0 = greedy (default), > 0 = sampling"),
          seed: int = typer.Option(0, help="sampling seed"),
+         threads: Optional[int] = typer.Option(None, min=1, help="torch threads (1 = best when the CPU is shared)"),
          emotion: Optional[str] = typer.Option(None, help="start with this emotion forced (like /emotion X)"),
          gate: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="start with this gate forced (like /gate X)"),
          emotion_classifier: str = typer.Option("emotion", help="classifier kind for the user's emotion; 'none' = off"),
@@ -23,10 +24,11 @@ def chat(method: str = typer.Option("prompt", help="registered method (see `empa
                                                          help="YAML/JSON with crisis reply texts and resources")):
     """Multi-turn chat; shows the detected emotion per turn. Commands: /emotion X, /gate 0.7, /reset, /quit."""
     from empathkit.cli.common import console
-    from empathkit.cli.serve import build_generator, build_guards
+    from empathkit.cli.serve import build_generator, build_guards, set_threads
     from empathkit.serving.chat import ChatSession, run_terminal
 
     detector, safety = build_guards(safety_resources, emotion_classifier)
+    set_threads(threads)
     with console.status("loading model …"):
         gen = build_generator(method, run, max_new_tokens)
     upd = {"do_sample": temperature > 0, "seed": seed} | ({"temperature": temperature} if temperature > 0 else {})

@@ -20,6 +20,14 @@ def build_generator(method: str, run: Optional[Path], max_new_tokens: Optional[i
     return gen
 
 
+def set_threads(threads: Optional[int]) -> None:
+    """torch intra-op threads; 1 is far faster when other jobs share the cores (OpenMP oversubscription)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def build_guards(safety_resources: Optional[Path], emotion_classifier: str):
     from empathkit.serving.emotion import EmotionDetector
     from empathkit.serving.safety import SafetyLayer, load_safety_config
@@ -40,6 +48,7 @@ def serve(method: str = typer.Option("prompt", help="registered method (see `emp
           queue_size: int = typer.Option(64, min=1, help="waiting requests before answering 429"),
           timeout: float = typer.Option(120.0, min=0.1, help="seconds per request before 504"),
           max_new_tokens: Optional[int] = typer.Option(None, min=1, help="default reply length cap"),
+          threads: Optional[int] = typer.Option(None, min=1, help="torch threads (1 = best when the CPU is shared)"),
           max_tokens_limit: int = typer.Option(512, min=1, help="largest max_tokens a request may ask for"),
           stream_mode: str = typer.Option("tokens", help="tokens (real token streaming) | chunks"),
           model_id: Optional[str] = typer.Option(None, help="model id in /v1/models (default empathkit-<method>)"),
@@ -54,6 +63,7 @@ def serve(method: str = typer.Option("prompt", help="registered method (see `emp
                                              max_wait_ms=max_wait_ms, queue_size=queue_size, timeout=timeout,
                                              max_tokens_limit=max_tokens_limit, stream_mode=stream_mode), "serve")
     detector, safety = build_guards(safety_resources, emotion_classifier)
+    set_threads(threads)
     gen = build_generator(method, run, max_new_tokens)
     app = create_app(gen, settings, emotion_detector=detector, safety=safety)
     console.print(f"serving [cyan]{app.state.model_id}[/] on http://{host}:{port}  (web chat: /, API: /v1)"
