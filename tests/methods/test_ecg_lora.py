@@ -5,13 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import make_dialogues
 from empathkit.data import to_examples
 from empathkit.methods.ecg_lora.config import ECGModelConfig, ECGTrainConfig
 from empathkit.methods.ecg_lora.gate import EmotionGate
 from empathkit.methods.ecg_lora.layers import _expand, attach_gate
 from empathkit.methods.ecg_lora.losses import contrastive_loss, regularization_loss
 from empathkit.models.generation import GenerationSettings
+
+
+def _make_dialogues():
+    """The shared tiny dialogues of tests/conftest.py, imported by path (a sub-folder conftest.py can shadow the
+    module name ``conftest``)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_empathkit_root_conftest",
+                                                  Path(__file__).resolve().parents[1] / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_dialogues()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -158,7 +170,7 @@ def _gen(peft, tok, gate, mc=None, predictor=None):
 def test_gate_control_and_unknown_emotion():
     peft, tok, gate = gated_tiny()
     attach_gate(peft, gate)
-    exs = to_examples(make_dialogues(), "last-listener")[:4]
+    exs = to_examples(_make_dialogues(), "last-listener")[:4]
     s = GenerationSettings(max_new_tokens=5, batch_size=4)
     gen = _gen(peft, tok, gate)
     learned = gate.values()
@@ -197,7 +209,7 @@ def test_save_load_gives_identical_generations(tmp_path):
     with torch.no_grad():
         gate.gate.weight.normal_(0, 1.0)
     attach_gate(peft, gate)
-    exs = to_examples(make_dialogues(), "last-listener")[:6]
+    exs = to_examples(_make_dialogues(), "last-listener")[:6]
     s = GenerationSettings(max_new_tokens=6, batch_size=3)
     before = [p.prediction for p in _gen(peft, tok, gate).generate(exs, s, progress=False)]
     rd = tmp_path / "run"

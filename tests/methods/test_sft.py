@@ -8,9 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_dialogues
 from empathkit.data import to_examples
 from empathkit.methods.sft.data import IGNORE, Collator, encode_example
+
+
+def _make_dialogues():
+    """The shared tiny dialogues of tests/conftest.py, imported by path (a sub-folder conftest.py can shadow the
+    module name ``conftest``)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_empathkit_root_conftest",
+                                                  Path(__file__).resolve().parents[1] / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_dialogues()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -35,7 +47,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def examples():
-    return to_examples(make_dialogues(), "every-listener")
+    return to_examples(_make_dialogues(), "every-listener")
 
 
 def _label_text(tok, row):
@@ -63,7 +75,7 @@ def test_all_listener_unmasks_context_listener_turns_not_speaker_turns(tok, exam
 
 
 def test_last_listener_protocol_and_truncation_keep_target(tok):
-    ex = to_examples(make_dialogues(), "last-listener")[0]
+    ex = to_examples(_make_dialogues(), "last-listener")[0]
     full = encode_example(tok, ex, None, 256)
     short = encode_example(tok, ex, None, 24)
     assert len(short["input_ids"]) <= 24 < len(full["input_ids"])
