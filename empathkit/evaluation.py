@@ -277,7 +277,8 @@ class SystemResult:
     aggregates: dict[str, float] = field(default_factory=dict)
     per_example: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, dict[str, Any]] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)  # metric → seconds
+    timings: dict[str, float] = field(default_factory=dict)  # metric → wall-clock seconds
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # metric → CPU seconds of this process (all threads)
     family_timings: dict[str, float] = field(default_factory=dict)  # family → seconds
     skipped: dict[str, str] = field(default_factory=dict)  # metric → reason
     key_metric: dict[str, str] = field(default_factory=dict)  # aggregate key → metric that produced it
@@ -383,7 +384,7 @@ def evaluate_records(records: Sequence[Record], metrics: list[tuple[str, dict[st
         it = tqdm(metrics, desc=f"metrics ({name})", unit="metric")
     for mname, opts in it:
         spec = METRICS.get(mname)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             r = spec.fn(batch, res, **opts)
         except ResourceMissing as e:
@@ -398,6 +399,7 @@ def evaluate_records(records: Sequence[Record], metrics: list[tuple[str, dict[st
             raise
         dt = time.perf_counter() - t0
         out.timings[mname] = dt
+        out.cpu_timings[mname] = time.process_time() - c0
         out.family_timings[spec.family] = out.family_timings.get(spec.family, 0.0) + dt
         out.aggregates.update(r.aggregate)
         out.key_metric.update({k: mname for k in r.aggregate})
@@ -504,7 +506,8 @@ def write_report(result: EvalResult, out_dir: str | Path, config: dict | None = 
         "metrics": [{"name": m, "options": o} for m, o in result.metrics],
         "summary": result.summary(),
         "runs": [{"system": r.name, "source": r.source, "n": r.n, "aggregates": r.aggregates, "info": r.info,
-                  "seconds_per_metric": r.timings, "seconds_per_family": r.family_timings, "skipped": r.skipped}
+                  "seconds_per_metric": r.timings, "cpu_seconds_per_metric": r.cpu_timings,
+                  "seconds_per_family": r.family_timings, "skipped": r.skipped}
                  for r in result.runs],
     }
     (out / "aggregates.json").write_text(json.dumps(_finite(agg), indent=2, ensure_ascii=False, default=str), encoding="utf-8")

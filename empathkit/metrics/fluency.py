@@ -25,7 +25,7 @@ from empathkit.metrics.semantic import causal_loglik, sample_indices, scatter
 @register_metric("perplexity", family="fluency", higher_is_better=False, needs=("lm",),
                  description="token-level perplexity of a causal LM (default backbone) on the references")
 def perplexity(batch: Batch, resources=None, target: str = "references", condition: str = "none",
-               max_context_turns: int = 2, batch_size: int = 16, max_examples: int | None = None,
+               max_context_turns: int = 2, batch_size: int = 32, max_examples: int | None = None,
                seed: int = 0) -> MetricResult:
     n = len(batch.hypotheses)
     given_nll, given_tok = batch.extra.get("ref_nll"), batch.extra.get("ref_tokens")

@@ -156,7 +156,7 @@ def causal_loglik(model, tok, prefixes: Sequence[str], targets: Sequence[str], b
 @register_metric("bartscore", family="semantic", needs=("lm",),
                  description="BARTScore: mean token log-likelihood between hypothesis and reference (seq2seq BART if given, else a causal-LM variant on the default backbone)")
 def bartscore(batch: Batch, resources=None, model: str | None = None, direction: str = "ref->hyp",
-              batch_size: int = 16, max_examples: int | None = None, seed: int = 0) -> MetricResult:
+              batch_size: int = 32, max_examples: int | None = None, seed: int = 0) -> MetricResult:
     """``direction``: ``ref->hyp`` (precision, log p(hyp | ref)), ``hyp->ref`` (recall), ``f`` (their mean, the
     BARTScore F score). ``model``: a BART checkpoint (folder / hub id) → original seq2seq BARTScore; otherwise
     (default) the causal variant on ``resources.lm``: log p(target | "Text: <source>\\nThe same thing said in other

@@ -98,3 +98,25 @@ def test_bertscore_equals_bert_score_library():
     assert r.info["num_layers"] == 5 and r.info["rescaled"] is False
     res = METRICS.get("bertscore").fn(Batch(HYPS[:1], REFS[:1]), Resources(), rescale_with_baseline=True)
     assert res.info["rescaled"] is False and "baseline" in res.info["warning"]  # none shipped for a local folder
+
+
+def test_seq2seq_bartscore_loglik_matches_model_loss(tiny_model):
+    """The seq2seq path on a tiny random BART: mean token log-likelihood = −(the model's own CE loss)."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from empathkit.metrics.semantic import _seq2seq_loglik
+
+    _, tok = tiny_model
+    torch.manual_seed(0)
+    cfg = BartConfig(vocab_size=len(tok), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id or 0, eos_token_id=tok.eos_token_id,
+                     decoder_start_token_id=tok.eos_token_id)
+    bart = BartForConditionalGeneration(cfg).eval()
+    src, tgt = ["a short source text"], ["and its target"]
+    got = _seq2seq_loglik(bart, tok, src, tgt, batch_size=2)[0]
+    enc, dec = tok(src, return_tensors="pt"), tok(tgt, return_tensors="pt")
+    with torch.inference_mode():
+        loss = bart(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=dec["input_ids"]).loss
+    assert got == pytest.approx(-loss.item(), abs=1e-4)
