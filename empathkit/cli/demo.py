@@ -38,7 +38,8 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
          ecg_recipe: str = typer.Option("ecg-lora/cpu-small", help="recipe for ECG-LoRA"),
          seed: int = typer.Option(0),
          max_new_tokens: int = typer.Option(32),
-         control_limit: int = typer.Option(12, help="test examples for the causal-control curve (0 = skip)")):
+         control_limit: int = typer.Option(12, help="test examples for the causal-control curve (0 = skip)"),
+         backbone: Optional[str] = typer.Option(None, help="backbone for all three systems (default: the recipes')")):
     """Train LoRA + ECG-LoRA on a small ED subset, compare with the prompt baseline, write a report."""
     from empathkit.api import load_generator, resolve
     from empathkit.config import load_config
@@ -71,14 +72,15 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
     console.rule("1/3 zero-shot structured prompt")
     prompt_dir = out / "prompt"
     save_run_meta(prompt_dir, {"method": "prompt", "model": {"template": "structured-v1"}, "seed": seed}, seed)
-    evaluate_system("prompt (zero-shot)", load_generator("prompt", model_config={"template": "structured-v1"}),
-                    prompt_dir)
+    prompt_cfg = {"template": "structured-v1"} | ({"backbone": backbone} if backbone else {})
+    evaluate_system("prompt (zero-shot)", load_generator("prompt", model_config=prompt_cfg), prompt_dir)
 
     # 2-3. standard LoRA and ECG-LoRA on the same subset, steps and seed
     for step, (label, method, recipe) in enumerate((("LoRA", "sft", sft_recipe),
                                                     ("ECG-LoRA", "ecg-lora", ecg_recipe)), start=2):
         console.rule(f"{step}/3 training {label} ({recipe})")
-        cfg = load_config(recipe, [f"seed={seed}", f"output_dir={out}"] + list(overrides or []))
+        cfg = load_config(recipe, [f"seed={seed}", f"output_dir={out}"] + ([f"model.backbone={backbone}"] if backbone else [])
+                          + list(overrides or []))
         rc = resolve(cfg)
         run_dir = out / method
         t0 = time.time()

@@ -1,0 +1,29 @@
+"""The main job end to end on a tiny random backbone: trains both adapters, compares, writes the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import requires_data
+from empathkit.cli.main import app
+
+
+@requires_data
+def test_demo_runs_end_to_end_on_tiny_backbone(tmp_path):
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(app, ["demo", "--out", str(out), "--backbone", "tiny-random-llama", "--test-limit", "4",
+                                 "--control-limit", "2", "--max-new-tokens", "4", "train.max_steps=2",
+                                 "data.train_limit=16", "data.valid_limit=4", "train.eval_every=1"])
+    assert r.exit_code == 0, r.output[-3000:]
+    systems = json.loads((out / "comparison.json").read_text())
+    assert list(systems) == ["prompt (zero-shot)", "LoRA", "ECG-LoRA"]
+    for s in systems.values():
+        assert {"bleu-4", "rouge-l", "dist-1", "dist-2"} <= set(s["scores"])
+    assert (out / "ecg-lora" / "adapter").is_dir() and (out / "sft" / "adapter").is_dir()
+    report = (out / "report" / "report.md").read_text()
+    assert "Comparison on 4 ED test examples" in report and "Fig. 3" in report
+    assert (out / "report" / "fig3_gate_distribution_ecg-lora.png").is_file()
+    assert "empathkit chat --run" in r.output
