@@ -157,6 +157,9 @@ class MicroBatcher:
     async def wait(self, job: ChatJob, timeout: float | None) -> ChatResult:
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout)
+        except asyncio.CancelledError:  # the client went away: skip the job if it is still queued
+            job.cancelled = True
+            raise
         except asyncio.TimeoutError:
             job.cancelled = True
             self.stats["timeouts"] += 1
@@ -165,7 +168,12 @@ class MicroBatcher:
     async def wait_started(self, job: ChatJob, timeout: float | None) -> None:
         """For streaming: wait until the worker picked the job up (emotion known, tokens about to flow)."""
         waiter = asyncio.ensure_future(job.started.wait())
-        done, _ = await asyncio.wait({waiter, job.future}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({waiter, job.future}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            waiter.cancel()
+            job.cancelled = True
+            raise
         if not done:
             waiter.cancel()
             job.cancelled = True

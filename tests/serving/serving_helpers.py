@@ -1,10 +1,17 @@
-"""Test doubles for the serving tests (imported by conftest.py and the test modules)."""
+"""Fixtures and test doubles for the serving tests.
+
+Not a ``conftest.py``: other test modules do ``from conftest import requires_data`` and a second conftest module
+in a sub-folder would shadow the top-level one. Test modules import the fixtures they use from here.
+"""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
+
 from empathkit.methods.base import Generator
+from empathkit.serving.emotion import EmotionDetector
 
 
 class StubEmotionClassifier:
@@ -38,3 +45,25 @@ class RecordingGenerator(Generator):
         self.entered.set()
         self.release.wait(timeout=60)
         return self.inner.chat(conversations, settings, emotions=emotions, gates=gates)
+
+
+@pytest.fixture(scope="session")
+def tiny_gen(tiny_model):
+    """The prompt baseline on the tiny random Llama; sampling (seeded) so replies are visible random words."""
+    from empathkit.methods.prompt import load
+
+    model, tok = tiny_model
+    gen = load({"template": "plain"}, model=model, tokenizer=tok)
+    gen.default_settings = gen.default_settings.model_copy(
+        update={"max_new_tokens": 8, "do_sample": True, "temperature": 1.0, "top_p": 1.0})
+    return gen
+
+
+@pytest.fixture
+def stub_detector():
+    return EmotionDetector(StubEmotionClassifier())
+
+
+@pytest.fixture
+def recording_gen(tiny_gen):
+    return RecordingGenerator(tiny_gen)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from serving_helpers import RecordingGenerator
+from serving_helpers import RecordingGenerator, stub_detector, tiny_gen  # noqa: F401 (fixtures)
 
 from empathkit.serving.batcher import ChatJob, JobTimeout, MicroBatcher, QueueFull
 from empathkit.serving.emotion import EmotionDetector

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from serving_helpers import stub_detector, tiny_gen  # noqa: F401 (fixtures)
 
 from empathkit.serving.server import BackgroundServer, create_app
 

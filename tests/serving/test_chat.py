@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from serving_helpers import RecordingGenerator
+from serving_helpers import RecordingGenerator, stub_detector, tiny_gen  # noqa: F401 (fixtures)
 
 from empathkit.serving.chat import ChatSession, QuitChat, run_terminal
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
+from serving_helpers import tiny_gen  # noqa: F401 (fixture)
 
 from empathkit.serving.server import BackgroundServer, create_app
 

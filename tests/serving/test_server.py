@@ -11,7 +11,7 @@ import pytest
 
 from empathkit.serving.server import BackgroundServer, create_app
 
-from serving_helpers import RecordingGenerator, StubEmotionClassifier
+from serving_helpers import RecordingGenerator, StubEmotionClassifier, tiny_gen  # noqa: F401 (fixture)
 
 MODEL = "tiny"
 USER = [{"role": "user", "content": "I finally finished my thesis today."}]
