@@ -50,7 +50,7 @@ def gated_tiny(seed: int = 0, d_emo: int = 8):
             if "lora_B" in n:
                 p.normal_(0, 0.5)
     peft.eval()
-    gate = EmotionGate(d_emo=d_emo)
+    gate = EmotionGate(d_emo=d_emo, init="random")
     return peft, tok, gate
 
 

@@ -71,7 +71,8 @@ def test_training_pulls_gates_apart_and_logs(ecg_run):
     assert any(r["kind"] == "grad" and r["grad_norm_group"] for r in rows)
     summary = json.loads((rd / "train_summary.json").read_text())
     before, after = gate_rows[0]["gate"], summary["final_gates"]
-    assert _spread(after) > _spread(before) + 0.05  # closest pair of the three emotions moved apart
+    assert _spread(before) == 0.0  # uniform init: every emotion starts at the same gate
+    assert _spread(after) > 0.02  # the closest pair of the three emotions has been pulled apart
     params = json.loads((rd / "parameters.json").read_text())
     assert params["gate_parameters"] == 32 * 8 + 8 + 1 and params["lora_parameters"] > 0
     assert params["paper_backbones_same_adapter"]["Qwen2-7B-Instruct"]["lora_plus_gate_pct"] > 0

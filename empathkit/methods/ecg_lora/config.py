@@ -23,7 +23,10 @@ class ECGModelConfig(SFTModelConfig):
                                                          "embedding, the gate does not see the emotion")
     encoder_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the emotion vector (training only); "
                                    "with 0 same-emotion vectors are identical and L_cons / L_intra are exactly 0")
-    gate_init_bias: float = Field(0.0, description="initial bias of the gate unit (0 → gates start near 0.5)")
+    gate_init_bias: float = Field(0.0, description="initial bias of the gate unit (0 → gates start at 0.5)")
+    gate_init: Literal["uniform", "random"] = Field("uniform", description="'uniform': gate-unit weights start at 0 "
+                                                    "so every emotion starts at the same gate; 'random': PyTorch's "
+                                                    "default Linear init (gates start spread around 0.5)")
     # inference-time control (generation / chat / serve); never used in training
     gate: float | None = Field(None, ge=0.0, description="force this gate for every example (causal control)")
     gate_per_emotion: dict[str, float] = Field(default_factory=dict, description="force gates per emotion label")

@@ -42,12 +42,16 @@ class EmotionEncoder(nn.Module):
 
 class EmotionGate(nn.Module):
     def __init__(self, num_emotions: int = NUM_EMOTIONS, d_emo: int = 256, conditioning: bool = True,
-                 dropout: float = 0.0, init_bias: float = 0.0):
+                 dropout: float = 0.0, init_bias: float = 0.0, init: str = "uniform"):
         super().__init__()
         self.config = {"num_emotions": num_emotions, "d_emo": d_emo, "conditioning": conditioning,
-                       "dropout": dropout, "init_bias": init_bias}
+                       "dropout": dropout, "init_bias": init_bias, "init": init}
         self.encoder = EmotionEncoder(num_emotions, d_emo, conditioning, dropout)
         self.gate = nn.Linear(d_emo, 1)
+        if init == "uniform":  # every emotion starts at the same gate σ(init_bias) (paper Fig. 4: "uniform init")
+            nn.init.zeros_(self.gate.weight)
+        elif init != "random":
+            raise ValueError(f"gate init must be 'uniform' or 'random', not {init!r}")
         nn.init.constant_(self.gate.bias, init_bias)
         self.current: torch.Tensor | None = None  # (batch,) gates the LoRA hooks multiply by
 

@@ -28,7 +28,8 @@ def apply_ablation(model: dict, train: dict) -> tuple[dict, dict]:
 
 
 def make_gate(mc: ECGModelConfig) -> EmotionGate:
-    return EmotionGate(mc.num_emotions, mc.d_emo, mc.emotion_conditioning, mc.encoder_dropout, mc.gate_init_bias)
+    return EmotionGate(mc.num_emotions, mc.d_emo, mc.emotion_conditioning, mc.encoder_dropout, mc.gate_init_bias,
+                       mc.gate_init)
 
 
 def group_means(values: dict[str, float]) -> dict[str, float]:
