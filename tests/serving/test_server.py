@@ -200,3 +200,20 @@ def test_concurrent_requests_are_micro_batched(tiny_gen):
     assert max(o.model_extra["empathkit"]["batch_size"] for o in out) > 1
     assert all(g == 0.25 for c in gen.calls for g in c["gates"])
     assert all(e == "afraid" for c in gen.calls for e in c["emotions"])
+
+
+def test_token_stream_stops_generating_when_the_client_leaves(tiny_gen):
+    steps = []
+    hook = tiny_gen.model.register_forward_hook(lambda *a: steps.append(1))
+    try:
+        app = create_app(tiny_gen, {"model_id": MODEL, "max_tokens_limit": 400})
+        with BackgroundServer(app) as url:
+            body = {"model": MODEL, "messages": USER, "max_tokens": 400, "stream": True}
+            with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as r:
+                for line in r.iter_lines():
+                    if '"content": "' in line and '"content": ""' not in line:
+                        break  # first real token: hang up
+            _wait_for(lambda: httpx.get(url + "/health").json()["in_flight"] == 0)
+    finally:
+        hook.remove()
+    assert 0 < len(steps) < 400  # the stopping criterion ended generation long before max_tokens
