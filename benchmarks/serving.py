@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_ID = "smollm2-prompt"
@@ -145,7 +145,8 @@ def load_phase(url: str, clients: int, n: int, max_tokens: int) -> dict:
     batches = after["batches"] - before["batches"]
     return {"clients": clients, "requests": n, "seconds": wall, "req_per_s": len(lat) / wall,
             "tokens_per_s": tokens[0] / wall, "p50_s": statistics.median(lat) if lat else float("nan"), "p99_s": p99,
-            "n_5xx": sum(v for k, v in codes.items() if k >= 500), "n_4xx": sum(v for k, v in codes.items() if 400 <= k < 500),
+            "n_5xx": sum(v for k, v in codes.items() if k >= 500),
+            "n_4xx": sum(v for k, v in codes.items() if 400 <= k < 500),
             "mean_batch": (after["requests"] - before["requests"]) / batches if batches else float("nan"),
             "status_codes": codes}
 

@@ -18,7 +18,7 @@ def chat(method: str = typer.Option("prompt", help="registered method (see `empa
          seed: int = typer.Option(0, help="sampling seed"),
          threads: Optional[int] = typer.Option(None, min=1, help="torch threads (1 = best when the CPU is shared)"),
          emotion: Optional[str] = typer.Option(None, help="start with this emotion forced (like /emotion X)"),
-         gate: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="start with this gate forced (like /gate X)"),
+         gate: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="start with this gate forced (/gate X)"),
          emotion_classifier: str = typer.Option("emotion", help="classifier kind for the user's emotion; 'none' = off"),
          safety_resources: Optional[Path] = typer.Option(None, "--safety-resources",
                                                          help="YAML/JSON with crisis reply texts and resources")):

@@ -52,7 +52,7 @@ def serve(method: str = typer.Option("prompt", help="registered method (see `emp
           max_tokens_limit: int = typer.Option(512, min=1, help="largest max_tokens a request may ask for"),
           stream_mode: str = typer.Option("tokens", help="tokens (real token streaming) | chunks"),
           model_id: Optional[str] = typer.Option(None, help="model id in /v1/models (default empathkit-<method>)"),
-          emotion_classifier: str = typer.Option("emotion", help="classifier kind for the user's emotion; 'none' = off"),
+          emotion_classifier: str = typer.Option("emotion", help="classifier kind for the user's emotion; none = off"),
           safety_resources: Optional[Path] = typer.Option(None, "--safety-resources",
                                                           help="YAML/JSON with crisis reply texts and resources")):
     """Serve POST /v1/chat/completions (+ streaming), GET /v1/models, GET /health and the web chat page at /."""

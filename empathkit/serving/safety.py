@@ -35,7 +35,8 @@ rules OR classifier ≥ ``threshold``).
 
 Replies and resources
 ---------------------
-Reply texts and the list of resources come from :class:`SafetyConfig` (YAML or JSON file via :func:`load_safety_config`).
+Reply texts and the list of resources come from :class:`SafetyConfig` (a YAML or JSON file read by
+:func:`load_safety_config`).
 The defaults name no phone numbers: they tell the person to contact local emergency services or a local crisis line.
 Add real, verified resources for your region in the file; this module never invents contact details.
 """
@@ -289,7 +290,8 @@ class SafetyConfig(BaseModel):
     mode: Literal["rules", "classifier", "either"] = "rules"
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="classifier probability that counts as a crisis")
     resources_text: str = Field(DEFAULT_RESOURCES_TEXT, description="general advice, inserted as {resources}")
-    resources: list[Resource] = Field(default_factory=list, description="extra verified resources, listed after the text")
+    resources: list[Resource] = Field(default_factory=list,
+                                      description="extra verified resources, listed after the text")
     messages: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MESSAGES))
 
     def model_post_init(self, _ctx: Any) -> None:
@@ -307,7 +309,8 @@ def load_safety_config(path: str | Path | None = None, data: dict | None = None)
     if not p.is_file():
         raise ConfigError(f"safety resources file {p} not found")
     try:
-        raw = json.loads(p.read_text(encoding="utf-8")) if p.suffix == ".json" else yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+        raw = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"{p}: invalid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from None
     if raw is not None and not isinstance(raw, dict):
