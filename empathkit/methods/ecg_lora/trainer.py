@@ -50,6 +50,12 @@ class ECGTrainer(SFTTrainer):
         self._n = 0
         self._last_log_step = -1
 
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self.gate.current = None  # no stale training gates after training
+
     @property
     def aux_enabled(self) -> bool:
         return self.mcfg.emotion_conditioning  # w/o EmoCond: the auxiliary losses have nothing to act on (removed)
@@ -57,8 +63,10 @@ class ECGTrainer(SFTTrainer):
     def lm_forward(self, model, inputs, emotion_ids):
         gates, v = self.gate(emotion_ids.to(self.gate.gate.weight.device))
         self._last = (gates, v, emotion_ids)
-        with self.gate.use(gates):
-            return model(**inputs)
+        # kept set after the forward (not a context manager) so that gradient checkpointing, which re-runs the
+        # forward during backward, sees the same gates
+        self.gate.current = gates
+        return model(**inputs)
 
     def extra_losses(self, model, emotion_ids):
         tc: ECGTrainConfig = self.tcfg  # type: ignore[assignment]
