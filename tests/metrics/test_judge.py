@@ -66,3 +66,21 @@ def test_nlpcc_composite_from_precomputed_components():
     assert sum(NLPCC_WEIGHTS.values()) == pytest.approx(1.0)
     no_g = Batch(["x"], ["y"], extra={"_aggregates": {k: v for k, v in comps.items() if k != "g-score"}})
     assert math.isnan(METRICS.get("nlpcc2025").fn(no_g, None).aggregate["nlpcc2025"])
+
+
+def test_local_judge_cache_equals_full_forward(tiny_model):
+    """The KV-cache shortcut gives the same expected score as one full forward of prefix + aspect suffix."""
+    import torch
+
+    from empathkit.metrics.judge import RUBRIC, _judge_local, local_judge_texts
+
+    model, tok = tiny_model
+    prompts = [RUBRIC.format(context="Speaker: my dog died", response="so sorry"),
+               RUBRIC.format(context="Speaker: I won a prize today, a big one", response="congrats!")]
+    got = _judge_local(prompts, model, tok, batch_size=2)
+    head, sfx = local_judge_texts(prompts[1], tok)
+    ids = tok(head + sfx["fluency"], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    digit_ids = [tok.encode(str(d), add_special_tokens=False)[-1] for d in range(1, 6)]
+    with torch.inference_mode():
+        p = torch.softmax(model(input_ids=ids).logits[0, -1, digit_ids].float(), -1)
+    assert got[1]["fluency"] == pytest.approx(float((p * torch.arange(1, 6)).sum()), abs=1e-4)
