@@ -1,7 +1,7 @@
-"""Method registry. A new method = one sub-package with config + code, plus one ``METHODS.register`` line here.
+"""Method registry. A new method = one sub-package with config + code exposing ``SPEC``, plus one line below.
 
-Each entry is a :class:`~empathkit.methods.base.MethodSpec`; importing this package does not import torch-heavy
-method code until a method is used.
+Each entry is a :class:`~empathkit.methods.base.MethodSpec`. The method packages import their heavy dependencies
+(peft, trl, the trainers) inside functions, so importing this registry stays fast.
 """
 
 from __future__ import annotations
@@ -13,19 +13,12 @@ METHODS: Registry[MethodSpec] = Registry("method")
 
 
 def _register_builtin() -> None:
-    from empathkit.methods.prompt import SPEC as prompt_spec
+    from empathkit.methods import ecg_lora, empo, prompt, sft
 
-    METHODS.register("prompt", prompt_spec)
-    # further methods register themselves below, one line each
-    for mod in ("empathkit.methods.sft", "empathkit.methods.ecg_lora", "empathkit.methods.empo"):
-        try:
-            spec = getattr(__import__(mod, fromlist=["SPEC"]), "SPEC", None)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            continue
-        if spec is not None:
-            METHODS.register(spec.name, spec)
+    METHODS.register("prompt", prompt.SPEC)
+    METHODS.register("sft", sft.SPEC)
+    METHODS.register("ecg-lora", ecg_lora.SPEC)
+    METHODS.register("empo", empo.SPEC)
 
 
 _register_builtin()
