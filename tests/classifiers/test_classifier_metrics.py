@@ -179,3 +179,26 @@ def test_metrics_skip_cleanly_when_classifier_missing(tmp_path, monkeypatch):
     _LOADED.clear()
     with pytest.raises(ResourceMissing, match="classifiers train goemotions"):
         run("ea-f1", Batch(["a"], ["b"]), None)
+
+
+@pytest.mark.integration
+def test_real_classifiers_on_identical_responses():
+    """With the real trained classifiers (skipped when absent): a response equal to its reference scores perfectly."""
+    from empathkit.classifiers import is_trained
+
+    kinds = ("goemotions", "epitome-er", "epitome-ip", "epitome-ex")
+    if not all(is_trained(k) for k in kinds):
+        pytest.skip("goemotions / epitome classifiers not trained (empathkit classifiers train)")
+    refs = ["I am so sorry for your loss, that must be heartbreaking.", "Wow, congratulations! How did you celebrate?",
+            "That sounds scary. Are you okay now?", "I would be furious too."]
+    b = Batch(list(refs), list(refs), contexts=[["My grandmother passed away."], ["I got the job!"],
+                                                ["A car nearly hit me today."], ["My roommate ate my food again."]],
+              emotions=["devastated", "excited", "terrified", "annoyed"])
+    res = Resources()
+    assert run("ea-f1", b, res).aggregate["ea-f1"] == 1.0
+    ec = run("ec", b, res).aggregate["ec"]
+    assert 0.0 <= ec <= 1.0
+    assert run("diff-epitome", b, res).aggregate["diff-epitome"] == 0.0
+    assert run("emp-f1", b, res).aggregate["emp-f1"] == 1.0
+    other = Batch(["ok."] * 4, list(refs), contexts=b.contexts, emotions=b.emotions)
+    assert run("diff-epitome", other, res).aggregate["diff-epitome"] >= 0.0
