@@ -50,7 +50,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--predictions", help="a predictions JSONL to score instead of shuffled references")
     ap.add_argument("--judge-max-examples", type=int, default=64)
-    ap.add_argument("--lm-max-examples", type=int, default=None, help="subset for perplexity / BARTScore (default all)")
+    ap.add_argument("--ppl-max-examples", type=int, default=None, help="subset for perplexity (default: all)")
+    ap.add_argument("--bartscore-max-examples", type=int, default=512, help="subset for BARTScore (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/benchmark-evaluation", help="full report (per-example files hold ED text: keep out of the repo)")
     a = ap.parse_args()
@@ -69,8 +70,10 @@ def main():
     trained = {k: clf.is_trained(k) for k in clf.KINDS.names()}
     df_cached = bool(list((cache_dir() / "metrics").glob("ed-df-*.json")))
     opts = {"g-score": {"max_examples": a.judge_max_examples, "seed": a.seed}}
-    if a.lm_max_examples:
-        opts.update({m: {"max_examples": a.lm_max_examples, "seed": a.seed} for m in ("perplexity", "bartscore")})
+    if a.ppl_max_examples:
+        opts["perplexity"] = {"max_examples": a.ppl_max_examples, "seed": a.seed}
+    if a.bartscore_max_examples:
+        opts["bartscore"] = {"max_examples": a.bartscore_max_examples, "seed": a.seed}
     metrics = resolve_metrics(["all", "g-score", "nlpcc2025"], metric_options=opts)
     t0 = time.perf_counter()
     res = evaluate([("system", recs)], metrics, progress=True)
@@ -93,8 +96,8 @@ def main():
         f" under this run's CPU contention; CPU time of the process {cpu_total:.0f} s, i.e. ≈ {cpu_total / 2 / 60:.1f} min "
         "of wall time on 2 otherwise idle cores (≈ {:.1f} min if only one core were usable).".format(cpu_total / 60),
         f"G-Score: local judge (default backbone, expected score over 1-5) on a seeded subset of "
-        f"{a.judge_max_examples} examples; perplexity / BARTScore on "
-        f"{a.lm_max_examples or 'all'} examples.",
+        f"{a.judge_max_examples} examples; BARTScore (causal variant) on {a.bartscore_max_examples or 'all'}, "
+        f"perplexity on {a.ppl_max_examples or 'all'} examples.",
         f"NIDF document-frequency table {'was already cached' if df_cached else 'built in this run (~1 min, cached afterwards)'}.",
         "Classifiers trained: " + (", ".join(k for k, v in trained.items() if v) or "none") +
         ("" if all(trained.values()) else f" — skipped metrics: {', '.join(sorted(run.skipped)) or 'none'}"),
