@@ -175,7 +175,7 @@ def _row_to_record(row: Mapping[str, Any], cols: Columns, sep: str, file: str, l
 
 def _read_csv(p: Path, cols: Columns, sep: str, delimiter: str) -> list[Record]:
     out: list[Record] = []
-    with p.open(encoding="utf-8", newline="") as f:
+    with p.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         if not reader.fieldnames:
             raise DataError("file is empty (no header row)", file=str(p), line=1)

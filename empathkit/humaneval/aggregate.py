@@ -40,7 +40,7 @@ def read_sheet(path: str | Path, aspects: Sequence[str], mode: str) -> dict[str,
     p = Path(path)
     valid = {"a": "A", "b": "B", "tie": "tie", "t": "tie", "=": "tie"} if mode == "ab" else None
     out: dict[str, dict[str, str]] = {}
-    with p.open(encoding="utf-8", newline="") as f:
+    with p.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or "item" not in reader.fieldnames:
             raise DataError("no 'item' column in the header", file=str(p), line=1, field="item")

@@ -120,3 +120,11 @@ def test_cli_export_and_aggregate(tmp_path):
     r = runner.invoke(app, ["humaneval", "aggregate", str(tmp_path / "he" / "annotator_1.csv"), "--key",
                             str(tmp_path / "he" / "key.json")])
     assert r.exit_code == 0, r.output  # empty answers are allowed (left out)
+
+
+def test_sheet_saved_with_excel_bom_is_read(tmp_path):
+    from empathkit.humaneval import read_sheet
+
+    p = tmp_path / "s.csv"
+    p.write_bytes("\ufeffitem,context,response,empathy\nitem-0001,c,r,4\n".encode("utf-8"))
+    assert read_sheet(p, ["empathy"], "likert") == {"item-0001": {"empathy": "4"}}
