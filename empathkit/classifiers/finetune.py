@@ -41,7 +41,8 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
 
 def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path, seed: int = 0, epochs: float = 1.0,
                     max_seq_length: int = 64, batch_size: int = 32, lr: float = 5e-5, train_limit: int | None = None,
-                    checkpoint_every: int = 200, encoder_name: str = "minilm-l6") -> dict[str, Any]:
+                    checkpoint_every: int = 200, encoder_name: str = "minilm-l6",
+                    time_budget_s: float | None = None) -> dict[str, Any]:
     import torch
     from safetensors.torch import load_file, save_file
     from sentence_transformers import SentenceTransformer
@@ -100,7 +101,21 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     model.train()
     t0 = time.time()
     losses = []
-    for step in tqdm(range(start, total), desc=f"fine-tune {config.kind}", initial=start, total=total):
+    planned = total
+    step = start
+    bar = tqdm(total=total, desc=f"fine-tune {config.kind}", initial=start)
+    while step < total:
+        if time_budget_s and step == start + 20:
+            # fit the run into the wall-clock budget: measure the step time, shorten the schedule if needed
+            per_step = (time.time() - t0) / 20
+            affordable = start + 20 + int((time_budget_s - (time.time() - t0)) / per_step)
+            if affordable < total:
+                total = max(step + 1, affordable)
+                sched = get_linear_schedule_with_warmup(opt, int(0.06 * total), total)
+                for _ in range(step):
+                    sched.step()
+                bar.total = total
+                log.info("time budget %.0fs: %d of %d planned steps (%.2fs/step)", time_budget_s, total, planned, per_step)
         idx = order[step]
         feats = model.tokenize([xs[i] for i in idx])
         emb = model(feats)["sentence_embedding"]
@@ -116,6 +131,9 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt / "encoder.safetensors"))
             save_file(head.state_dict(), str(ckpt / "head.safetensors"))
             (ckpt / "state.json").write_text(json.dumps({"step": step + 1, "total": total}))
+        step += 1
+        bar.update(1)
+    bar.close()
     train_time = time.time() - t0
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
@@ -133,5 +151,6 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     _ = _scores  # shared scorer used through evaluate
     return {"method": "finetune-minilm+linear", "test": test, "valid": valid,
             "hyperparameters": {"epochs": epochs, "max_seq_length": max_seq_length, "batch_size": batch_size,
-                                "lr": lr, "train_examples": len(xs), "steps": total},
+                                "lr": lr, "train_examples": len(xs), "steps": total, "planned_steps": planned,
+                                "examples_seen": total * batch_size, "time_budget_s": time_budget_s},
             "finetune_seconds": round(train_time, 1), "final_train_loss": float(np.mean(losses[-50:])) if losses else None}

@@ -250,11 +250,14 @@ def _limit(splits: dict, info: dict, sizes: dict, seed: int) -> None:
             info["sizes"][split] = n
 
 
-def _plan(kind: str, quick: bool, seed: int, root) -> tuple[ClassifierConfig, dict, dict, dict]:
-    """(config, splits, info, training options) for one kind. Train sizes are capped to fit the time budget."""
+def _plan(kind: str, quick: bool, seed: int, root, method: str = "linear") -> tuple[ClassifierConfig, dict, dict, dict]:
+    """(config, splits, info, training options) for one kind. Train sizes are capped to fit the time budget
+    (fine-tuning caps its training set itself: ``train_limit``)."""
     from empathkit.classifiers import data as D
 
-    sizes = {} if quick else SIZES.get(kind, {})
+    sizes = {} if quick else dict(SIZES.get(kind, {}))
+    if method == "finetune":
+        sizes.pop("train", None)
     if kind == "emotion":
         splits, info = D.load_emotion(root, quick=quick, seed=seed)
         _limit(splits, info, sizes, seed)
@@ -288,7 +291,7 @@ def train_kind(kind: str, quick: bool = False, seed: int = 0, out_dir: str | Pat
     if tmp.exists():
         shutil.rmtree(tmp)
     t0, c0 = time.time(), time.process_time()
-    config, splits, info, opts = _plan(kind, quick, seed, root)
+    config, splits, info, opts = _plan(kind, quick, seed, root, method)
     if method == "finetune":
         from empathkit.classifiers.finetune import train_finetuned
 
