@@ -26,7 +26,7 @@ METRICS = ["diff-epitome", "bertscore", "nidf", "word-choice", "response-tries",
 # columns of the Markdown table (the aggregate keys the metrics report)
 COLUMNS = ["diff-epitome", "diff-er", "diff-ip", "diff-ex", "bertscore-f1", "nidf", "wc-intensity-abs",
            "wc-valence-abs", "wc-arousal-abs", "tries-templates-pct", "tries-compression",
-           "tries-unique-start-words", "length-words", "length-chars"]
+           "tries-unique-start-words", "length"]
 
 
 def dpo_training_summary(work: Path, seeds) -> dict:
@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--work-dir", default="/tmp/empathkit-bench/empo_cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (1 is faster on a crowded CPU)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run; nothing written to benchmarks/results")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of the recipe")
     args = ap.parse_args(argv)
@@ -68,6 +69,10 @@ def main(argv=None) -> int:
     from empathkit.models.generation import GenerationSettings
 
     setup_logging()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     logging.getLogger("empathkit.evaluation").setLevel(logging.WARNING)
     overrides = list(args.overrides)
     if args.quick:
@@ -85,7 +90,7 @@ def main(argv=None) -> int:
     sft_summary = json.loads((work / f"seed-{args.seeds[0]}" / "sft" / "train_summary.json").read_text())
     result = {
         "recipe": args.recipe, "overrides": overrides, "seeds": args.seeds, "n_test": stab["n_test"],
-        "generation": settings.model_dump(), "metrics": METRICS, "summary": summary, "skipped": stab["skipped"],
+        "generation": settings.model_dump(), "threads": args.threads, "metrics": METRICS, "summary": summary, "skipped": stab["skipped"],
         "timings_s": stab["timings_s"] | {"total": wall},
         "sft": {k: sft_summary.get(k) for k in ("global_steps", "train_examples", "train_runtime_s", "train_loss",
                                                  "train_tokens_per_s")},

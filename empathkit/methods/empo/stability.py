@@ -93,15 +93,18 @@ def generate_system(system: str, run_dir: Path, examples, settings, progress: bo
 
 def run_stability(cfg: dict, seeds: Sequence[int], out_dir: str | Path, *, systems: Sequence[str] = SYSTEMS,
                   share_sft: bool = True, test_limit: int | None = 200, preset: str | None = "empo",
-                  metrics: Sequence[str] | None = None, settings=None, progress: bool = True) -> dict[str, Any]:
+                  metrics: Sequence[str] | None = None, settings=None, progress: bool = True,
+                  reuse_predictions: bool = True) -> dict[str, Any]:
     """Train/generate/evaluate per seed; returns the evaluation summary (system → metric → mean/sd/n_runs).
 
     Systems that do not depend on the seed (``base``; ``sft`` when ``share_sft``) are generated once.
-    Finished runs (``<out>/seed-<s>/done``) are reused, so an interrupted study resumes.
+    Finished runs (``<out>/seed-<s>/done``) and their saved predictions (``predictions-<system>.jsonl``, unless
+    ``reuse_predictions=False``) are reused, so an interrupted study resumes and a re-evaluation (e.g. after
+    training the EPITOME classifiers) does not regenerate.
     """
     from empathkit.api import resolve
     from empathkit.data import load_examples
-    from empathkit.evaluation import evaluate, records_from_predictions, write_report
+    from empathkit.evaluation import evaluate, read_predictions, records_from_predictions, write_report
     from empathkit.methods.empo.trainer import train_empo
     from empathkit.models.generation import GenerationSettings
     from empathkit.runs import write_jsonl
@@ -113,6 +116,8 @@ def run_stability(cfg: dict, seeds: Sequence[int], out_dir: str | Path, *, syste
     settings = settings or GenerationSettings()
     runs: list[tuple[str, list]] = []
     timings: dict[str, float] = {}
+    if (out / "stability.json").is_file():  # a resumed / re-evaluated study keeps the timings of earlier stages
+        timings.update(json.loads((out / "stability.json").read_text(encoding="utf-8")).get("timings_s", {}))
     shared_sft: str | None = None
     for i, seed in enumerate(seeds):
         c = copy.deepcopy(cfg)
@@ -129,10 +134,14 @@ def run_stability(cfg: dict, seeds: Sequence[int], out_dir: str | Path, *, syste
         for system in systems:
             if i > 0 and (system == "base" or (system == "sft" and share_sft)):
                 continue
+            pred_file = run_dir / f"predictions-{system.replace('+', '-')}.jsonl"
+            if pred_file.is_file() and reuse_predictions:
+                runs.append((system, read_predictions(pred_file)))
+                continue
             t0 = time.time()
             preds = generate_system(system, run_dir, examples, settings, progress)
             timings[f"generate/{system}/seed-{seed}"] = time.time() - t0
-            write_jsonl(preds, run_dir / f"predictions-{system.replace('+', '-')}.jsonl")
+            write_jsonl(preds, pred_file)
             runs.append((system, records_from_predictions(preds)))
     t0 = time.time()
     result = evaluate(runs, metrics=list(metrics) if metrics else None, preset=None if metrics else preset,
