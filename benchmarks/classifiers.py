@@ -59,7 +59,7 @@ def main():
                                                                                for s in ("train", "valid", "test")),
                "accuracy": t.get("accuracy", t.get("exact_match", float("nan"))), "macro-F1": t.get("macro_f1"),
                "weighted/micro-F1": t.get("weighted_f1", t.get("micro_f1")),
-               "train s (wall)": m.get("train_seconds"), "CPU s": m.get("cpu_seconds", float("nan"))}
+               "train s (wall)": f"{m.get('train_seconds') or 0:.0f}", "CPU s": f"{m.get('cpu_seconds') or 0:.0f}"}
         if args.speed:
             _LOADED.clear()
             row["predict /s"] = speed(k, args.speed)
