@@ -12,7 +12,7 @@ from empathkit.data.preference import PreferenceBuilder, read_jsonl, to_dataset,
 from empathkit.data.protocols import to_examples
 from empathkit.errors import DataError
 from empathkit.types import Dialogue, Turn
-from tests.conftest import make_dialogues
+from tests.conftest import make_dialogues, requires_data
 
 
 def _many_dialogues(n_per_emotion: int = 12) -> list[Dialogue]:
@@ -105,3 +105,16 @@ def test_bad_input_errors_name_the_field(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"id": "x"}\n')
     with pytest.raises(DataError, match="bad.jsonl:1"):
         read_jsonl(tmp_path / "bad.jsonl")
+
+
+@pytest.mark.integration
+@requires_data
+def test_real_ed_train_pairs_use_opposite_emotions_and_report_nothing_missing():
+    from empathkit.data import load_dialogues
+
+    b = PreferenceBuilder.from_dialogues(load_dialogues("ed", "train"), seed=0)
+    pairs, report = b.build(0)
+    assert report.missing == [] and len(report.pool_sizes) == 32
+    assert len(pairs) == report.n_prompts > 15000
+    src = {ex.id: ex.emotion for ex in b.examples}
+    assert all(src[p.rejected_source_id] == PLUTCHIK_OPPOSITE[p.emotion] for p in pairs)

@@ -1,4 +1,4 @@
-"""EmPO end to end on the tiny random Llama: SFT → DPO through the method registry, run dir layout, load → generate;
+"""EmPO end to end on the tiny random Llama: SFT → DPO through the CLI's train entry point and the method registry, run dir layout, load → generate;
 config validation; the stability aggregation; the optional lm-eval hook skips cleanly."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from tests.conftest import make_dialogues
 
 @pytest.fixture(scope="module")
 def empo_run(tmp_path_factory):
+    from empathkit.cli.train import train_from_config
     from empathkit.data.jsonl import write_jsonl
-    from empathkit.methods import METHODS
 
     root = tmp_path_factory.mktemp("empo")
     write_jsonl(make_dialogues(), root / "dialogues.jsonl")
@@ -24,7 +24,7 @@ def empo_run(tmp_path_factory):
                      "early_stopping_patience": None, "save_every": 100,
                      "dpo": {"epochs": 2, "batch_size": 2, "gradient_accumulation_steps": 1, "train_limit": 2,
                              "learning_rate": 1e-3, "save_steps": 100}}}
-    run_dir = METHODS.get("empo").train(cfg, root / "run", progress=False)
+    run_dir = train_from_config(cfg, root / "run", progress=False)  # what `empathkit train --method empo` calls
     return run_dir, cfg
 
 
