@@ -81,6 +81,7 @@ def main():
     write_report(res, a.out, {"source": source, "metrics": [m for m, _ in metrics], "options": opts}, a.seed)
     run = res.runs[0]
     total = time.perf_counter() - t_start
+    trained = {k: trained[k] or clf.is_trained(k) for k in trained}  # some may have finished training meanwhile
     cpu_fam: dict[str, float] = {}
     for m, c in run.cpu_timings.items():
         cpu_fam[_family(m)] = cpu_fam.get(_family(m), 0.0) + c
