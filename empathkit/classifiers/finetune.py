@@ -125,7 +125,7 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
         opt.step()
         sched.step()
         opt.zero_grad()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < total:
             ckpt.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt / "encoder.safetensors"))
