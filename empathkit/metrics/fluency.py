@@ -9,7 +9,7 @@ default backbone, SmolLM2-135M-Instruct; give a trained run's model via ``resour
 - ``condition``: ``context`` (the dialogue context precedes the target, one turn per line; only target tokens are
   scored) or ``none``;
 - PPL = exp(total NLL / total target tokens) over the corpus, in the LM's own (sub-word) tokens; per-example PPL
-  is kept too. If the predictions carry the generator's own scores (``extra.ref_nll`` + ``extra.ref_tokens``,
+  is kept too. Reference scores are cached per process, so several systems share them. If the predictions carry the generator's own scores (``extra.ref_nll`` + ``extra.ref_tokens``,
   written by a method), those are used instead of re-scoring.
 """
 
@@ -20,6 +20,9 @@ import math
 from empathkit.metrics.base import Batch, MetricResult, register_metric
 from empathkit.metrics.resources import as_resources
 from empathkit.metrics.semantic import causal_loglik, sample_indices, scatter
+
+
+_CACHE: dict[tuple, tuple[float, int]] = {}
 
 
 @register_metric("perplexity", family="fluency", higher_is_better=False, needs=("lm",),
@@ -47,7 +50,19 @@ def perplexity(batch: Batch, resources=None, target: str = "references", conditi
         pre = ["\n".join(list(batch.contexts[i])[-max_context_turns:]) + "\n" for i in idx]
     else:
         pre = [""] * len(idx)
-    sums, counts = causal_loglik(model, tok, pre, tg, batch_size, desc="perplexity")
+    # references are the same for every system: cache their scores per (LM, prefix, text) within the process
+    key_lm = res.config.lm if res._lm is None else id(model)
+    keys = [(key_lm, p, t) for p, t in zip(pre, tg)]
+    todo = [i for i, k in enumerate(keys) if k not in _CACHE] if target == "references" else list(range(len(keys)))
+    if todo:
+        s_, c_ = causal_loglik(model, tok, [pre[i] for i in todo], [tg[i] for i in todo], batch_size, desc="perplexity")
+        fresh = {keys[i]: (a, b) for i, a, b in zip(todo, s_, c_)}
+        if target == "references":
+            _CACHE.update(fresh)
+    else:
+        fresh = {}
+    got = [fresh.get(k) or _CACHE[k] for k in keys]
+    sums, counts = [g[0] for g in got], [g[1] for g in got]
     per = scatter(n, idx, [math.exp(-s / c) if c else math.nan for s, c in zip(sums, counts)])
     total = sum(counts)
     ppl = math.exp(-sum(sums) / total) if total else math.nan

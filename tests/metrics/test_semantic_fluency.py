@@ -120,3 +120,15 @@ def test_seq2seq_bartscore_loglik_matches_model_loss(tiny_model):
     with torch.inference_mode():
         loss = bart(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=dec["input_ids"]).loss
     assert got == pytest.approx(-loss.item(), abs=1e-4)
+
+
+def test_perplexity_reference_scores_are_shared_between_systems(TINY, monkeypatch):
+    import empathkit.metrics.fluency as fl
+
+    calls = []
+    real = fl.causal_loglik
+    monkeypatch.setattr(fl, "causal_loglik", lambda *a, **k: (calls.append(len(a[3])), real(*a, **k))[1])
+    first = METRICS.get("perplexity").fn(Batch(HYPS, ["a brand new reference", *REFS[1:]]), TINY)
+    second = METRICS.get("perplexity").fn(Batch(["other", "system", "outputs"], ["a brand new reference", *REFS[1:]]), TINY)
+    assert second.aggregate["ppl"] == pytest.approx(first.aggregate["ppl"])
+    assert len(calls) == 1  # the second system re-used every cached reference score
