@@ -41,12 +41,7 @@ _COMMANDS = [
 ]
 
 for _mod, _attr, _name, _kind in _COMMANDS:
-    try:
-        _obj = getattr(importlib.import_module(_mod), _attr)
-    except ModuleNotFoundError as _e:  # a command group not written yet
-        if _e.name != _mod:
-            raise
-        continue
+    _obj = getattr(importlib.import_module(_mod), _attr)
     if _kind == "group":
         app.add_typer(_obj, name=_name)
     else:
