@@ -101,7 +101,7 @@ def main():
         f"perplexity on {a.ppl_max_examples or 'all'} examples.",
         f"NIDF document-frequency table {'was already cached' if df_cached else 'built in this run (~1 min, cached afterwards)'}.",
         "Classifiers trained: " + (", ".join(k for k, v in trained.items() if v) or "none") +
-        ("" if all(trained.values()) else f" — skipped metrics: {', '.join(sorted(run.skipped)) or 'none'}"),
+        f"; skipped metrics: {'; '.join(f'{m} ({why})' for m, why in sorted(run.skipped.items())) or 'none'}",
         "Timings include loading each model once (MiniLM for BERTScore and Vector Extrema, SmolLM2 for perplexity / "
         "BARTScore / judge). Other jobs shared the 2 CPU cores during the run (load average at start: "
         f"{os.getloadavg()[0]:.1f}); times vary ±25 % between runs.",
