@@ -13,21 +13,14 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from empathkit.errors import ConfigError, DataError
+from empathkit.errors import ConfigError
 
 
 def load_per_example(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``per_example/<system>.jsonl`` file written by ``empathkit evaluate``."""
-    p = Path(path)
-    rows = []
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON ({e.msg})", file=str(p), line=lineno) from None
-    return rows
+    from empathkit.runs import read_jsonl
+
+    return read_jsonl(path)
 
 
 def load_eval_dir(out_dir: str | Path) -> dict[str, list[dict[str, Any]]]:

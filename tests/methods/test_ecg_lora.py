@@ -11,30 +11,13 @@ from empathkit.methods.ecg_lora.gate import EmotionGate
 from empathkit.methods.ecg_lora.layers import _expand, attach_gate
 from empathkit.methods.ecg_lora.losses import contrastive_loss, regularization_loss
 from empathkit.models.generation import GenerationSettings
+from empathkit.testing import make_dialogues
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _make_dialogues():
-    """The shared tiny dialogues of tests/conftest.py, imported by path (a sub-folder conftest.py can shadow the
-    module name ``conftest``)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("_empathkit_root_conftest",
-                                                  Path(__file__).resolve().parents[1] / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.make_dialogues()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny-model ops are too small for two threads; one thread is also far faster on a busy 2-core machine."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def gated_tiny(seed: int = 0, d_emo: int = 8):
@@ -170,7 +153,7 @@ def _gen(peft, tok, gate, mc=None, predictor=None):
 def test_gate_control_and_unknown_emotion():
     peft, tok, gate = gated_tiny()
     attach_gate(peft, gate)
-    exs = to_examples(_make_dialogues(), "last-listener")[:4]
+    exs = to_examples(make_dialogues(), "last-listener")[:4]
     s = GenerationSettings(max_new_tokens=5, batch_size=4)
     gen = _gen(peft, tok, gate)
     learned = gate.values()
@@ -209,7 +192,7 @@ def test_save_load_gives_identical_generations(tmp_path):
     with torch.no_grad():
         gate.gate.weight.normal_(0, 1.0)
     attach_gate(peft, gate)
-    exs = to_examples(_make_dialogues(), "last-listener")[:6]
+    exs = to_examples(make_dialogues(), "last-listener")[:6]
     s = GenerationSettings(max_new_tokens=6, batch_size=3)
     before = [p.prediction for p in _gen(peft, tok, gate).generate(exs, s, progress=False)]
     rd = tmp_path / "run"

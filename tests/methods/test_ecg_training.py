@@ -8,30 +8,13 @@ import json
 import pytest
 
 from empathkit.data import to_examples
+from empathkit.testing import make_dialogues
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _make_dialogues():
-    """The shared tiny dialogues of tests/conftest.py, imported by path (a sub-folder conftest.py can shadow the
-    module name ``conftest``)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("_empathkit_root_conftest",
-                                                  Path(__file__).resolve().parents[1] / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.make_dialogues()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny-model ops are too small for two threads; one thread is also far faster on a busy 2-core machine."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _cfg(**train):
@@ -43,7 +26,7 @@ def _cfg(**train):
 
 @pytest.fixture(scope="module")
 def three_emotions():
-    return [e for e in to_examples(_make_dialogues(), "every-listener") if e.emotion in ("joyful", "sad", "angry")]
+    return [e for e in to_examples(make_dialogues(), "every-listener") if e.emotion in ("joyful", "sad", "angry")]
 
 
 def _spread(g: dict, emos=("joyful", "sad", "angry")) -> float:
@@ -114,7 +97,7 @@ def test_cli_train_prints_run_dir_and_finds_unfinished_runs(tmp_path, three_emot
     from empathkit.data.jsonl import write_jsonl
 
     data = tmp_path / "dialogues.jsonl"
-    write_jsonl([d for d in _make_dialogues() if d.emotion in ("sad", "joyful")], data)
+    write_jsonl([d for d in make_dialogues() if d.emotion in ("sad", "joyful")], data)
     res = CliRunner().invoke(app, ["train", "--method", "sft", "--out", str(tmp_path / "runs"), "--quiet",
                                    f"data.source={data}", "model.backbone=tiny-random-llama", "train.max_steps=2",
                                    "train.batch_size=4", "train.max_length=48", "train.eval_every=1"])

@@ -11,7 +11,7 @@ import torch
 from empathkit.data.preference import PreferenceBuilder
 from empathkit.methods.empo.config import DPOSection
 from empathkit.methods.empo.dpo import EpochRedrawDataset, build_dpo_trainer
-from tests.conftest import make_dialogues
+from empathkit.testing import make_dialogues
 
 BETA = 0.1
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from empathkit.errors import ConfigError
-from tests.conftest import make_dialogues
+from empathkit.testing import make_dialogues
 
 
 @pytest.fixture(scope="module")

@@ -10,30 +10,13 @@ import pytest
 
 from empathkit.data import to_examples
 from empathkit.methods.sft.data import IGNORE, Collator, encode_example
+from empathkit.testing import make_dialogues
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _make_dialogues():
-    """The shared tiny dialogues of tests/conftest.py, imported by path (a sub-folder conftest.py can shadow the
-    module name ``conftest``)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("_empathkit_root_conftest",
-                                                  Path(__file__).resolve().parents[1] / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.make_dialogues()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny-model ops are too small for two threads; one thread is also far faster on a busy 2-core machine."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 TINY = {"backbone": "tiny-random-llama"}
 
@@ -47,7 +30,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def examples():
-    return to_examples(_make_dialogues(), "every-listener")
+    return to_examples(make_dialogues(), "every-listener")
 
 
 def _label_text(tok, row):
@@ -75,7 +58,7 @@ def test_all_listener_unmasks_context_listener_turns_not_speaker_turns(tok, exam
 
 
 def test_last_listener_protocol_and_truncation_keep_target(tok):
-    ex = to_examples(_make_dialogues(), "last-listener")[0]
+    ex = to_examples(make_dialogues(), "last-listener")[0]
     full = encode_example(tok, ex, None, 256)
     short = encode_example(tok, ex, None, 24)
     assert len(short["input_ids"]) <= 24 < len(full["input_ids"])
