@@ -97,7 +97,7 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
         table.add_column(c, justify="right", no_wrap=True)
     for name, s in systems.items():
         table.add_row(name, *[f"{s['scores'].get(c, float('nan')):.2f}" for c in COLUMNS + ("length",)])
-    console.print(table)
+    console.print(table, width=max(console.width, 120))
     console.print("BLEU: sacrebleu corpus ×100; ROUGE: rouge-score F1 ×1; Dist: corpus distinct n-grams ×100 "
                   "(metric cards in docs/metrics/).", style="dim")
     (out / "comparison.json").write_text(json.dumps(systems, indent=2))
