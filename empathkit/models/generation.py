@@ -38,6 +38,17 @@ class Output:
     new_tokens: int
 
 
+def generate_kwargs(s: GenerationSettings, tokenizer) -> dict:
+    """``model.generate`` keyword arguments for these settings (shared with the streaming server path)."""
+    kw = dict(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, repetition_penalty=s.repetition_penalty,
+              pad_token_id=tokenizer.pad_token_id)
+    if s.do_sample:
+        kw.update(temperature=s.temperature, top_p=s.top_p)
+    else:
+        kw.update(temperature=None, top_p=None, top_k=None)
+    return kw
+
+
 def _buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -53,12 +64,7 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], settings: Generatio
     tokenizer.padding_side = "left"
     enc_lens = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     out: list[Output | None] = [None] * len(prompts)
-    gen_kwargs = dict(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample,
-                      repetition_penalty=s.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
-    if s.do_sample:
-        gen_kwargs.update(temperature=s.temperature, top_p=s.top_p)
-    else:
-        gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+    gen_kwargs = generate_kwargs(s, tokenizer)
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="resp")
     for idx in _buckets(enc_lens, s.batch_size):
         batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)

@@ -31,7 +31,7 @@ from typing import Any
 from empathkit.errors import EmpathkitError
 from empathkit.methods.base import Generator
 from empathkit.models.chat import fit_messages, render
-from empathkit.models.generation import GenerationSettings
+from empathkit.models.generation import GenerationSettings, generate_kwargs
 from empathkit.serving.emotion import NONE, EmotionDetector, last_user_text
 
 log = logging.getLogger(__name__)
@@ -84,17 +84,6 @@ def supports_token_streaming(generator: Generator) -> bool:
     """Token streaming re-implements ``Generator.chat`` for one conversation, so only generators that do not
     override ``chat`` get it; the others stream their finished (batched) reply in chunks."""
     return type(generator).chat is Generator.chat
-
-
-def _gen_kwargs(settings: GenerationSettings, tokenizer) -> dict:
-    # mirrors empathkit.models.generation.generate_texts (which has no streamer argument)
-    kw = dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
-              repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
-    if settings.do_sample:
-        kw.update(temperature=settings.temperature, top_p=settings.top_p)
-    else:
-        kw.update(temperature=None, top_p=None, top_k=None)
-    return kw
 
 
 def _settings_key(s: GenerationSettings) -> str:
@@ -287,7 +276,7 @@ class MicroBatcher:
             enc = {k: v.to(gen.model.device) for k, v in enc.items()}
             emotions, gates = self._conditioning(jobs)
             with torch.inference_mode(), gen.batch_context(emotions, gates):
-                out = gen.model.generate(**enc, **_gen_kwargs(job.settings, tok), streamer=job.streamer,
+                out = gen.model.generate(**enc, **generate_kwargs(job.settings, tok), streamer=job.streamer,
                                          stopping_criteria=StoppingCriteriaList([_ClientGone()]))
         except BaseException:
             job.streamer.end()  # unblock the consumer; the exception goes to the job's future

@@ -32,19 +32,8 @@ def test_serve_cli_wires_options(tiny_gen, monkeypatch, tmp_path):
     assert bad.exit_code == 2 and "stream_mode" in bad.output
 
 
-@pytest.fixture
-def one_thread():
-    """Other jobs share the 2 cores here: 2 OpenMP threads under oversubscription are ~8x slower than 1."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.integration
-def test_real_smollm2_prompt_baseline_over_the_api(smollm2, one_thread):
+def test_real_smollm2_prompt_baseline_over_the_api(smollm2, one_torch_thread):
     from empathkit.methods.prompt import load
 
     model, tok = smollm2
