@@ -6,11 +6,17 @@ gets the human reference of another test example with the same emotion label. Th
 vocabulary without spending ~20 minutes of CPU generating 2,547 responses; the scores are therefore those of a
 "plausible but off-topic human" system, and only the timings matter here.
 
-Metrics: every registered metric (preset ``all``) + the local LLM-judge G-Score on a seeded subset
-(``--judge-max-examples``) + the NLPCC 2025 composite. Classifier metrics run when ``empathkit classifiers train`` has
-built the classifiers; otherwise they are skipped and listed. Target: < 10 minutes on this 2-core machine.
+Metrics: every registered metric (preset ``all``) + the local LLM-judge G-Score + the NLPCC 2025 composite, all on
+every example by default (``--judge-max-examples`` / ``--bartscore-max-examples`` score seeded subsets instead).
+Classifier metrics run when ``empathkit classifiers train`` has built the classifiers; otherwise they are skipped and
+listed. Target: < 10 minutes on this 2-core machine.
 
-    python benchmarks/evaluation.py [--predictions runs/…/predictions.jsonl] [--judge-max-examples 64]
+After the timed run, a **judge validity check** (``--judge-check N``, untimed): the local judge scores N gold
+references and the same N contexts with the shuffled (same-emotion, off-topic) references; a judge worth its name
+prefers the gold response. Reported: mean G-Score of each, the share of pairs where gold wins, and a paired
+permutation test.
+
+    python benchmarks/evaluation.py [--predictions runs/…/predictions.jsonl] [--lm-dtype auto|float32|bfloat16]
 """
 
 from __future__ import annotations
@@ -49,9 +55,13 @@ def shuffled_reference_records(seed: int = 0):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--predictions", help="a predictions JSONL to score instead of shuffled references")
-    ap.add_argument("--judge-max-examples", type=int, default=64)
+    ap.add_argument("--judge-max-examples", type=int, default=None, help="subset for the local judge (default: all)")
     ap.add_argument("--ppl-max-examples", type=int, default=None, help="subset for perplexity (default: all)")
-    ap.add_argument("--bartscore-max-examples", type=int, default=512, help="subset for BARTScore (0 = all)")
+    ap.add_argument("--bartscore-max-examples", type=int, default=0, help="subset for BARTScore (0 = all)")
+    ap.add_argument("--lm-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="resources.lm_dtype for perplexity / BARTScore / judge")
+    ap.add_argument("--judge-check", type=int, default=256, help="examples for the judge validity check (0 = skip)")
+    ap.add_argument("--tag", default="", help="suffix of the results file name (e.g. -float32)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/benchmark-evaluation", help="full report (per-example files hold ED text: keep out of the repo)")
     a = ap.parse_args()
@@ -61,6 +71,7 @@ def main():
     from empathkit.evaluation import evaluate, read_predictions, resolve_metrics, write_report
     from empathkit.paths import cache_dir
 
+    load_start = os.getloadavg()[0]
     t_start = time.perf_counter()
     if a.predictions:
         recs, source = read_predictions(a.predictions), a.predictions
@@ -76,7 +87,10 @@ def main():
         opts["bartscore"] = {"max_examples": a.bartscore_max_examples, "seed": a.seed}
     metrics = resolve_metrics(["all", "g-score", "nlpcc2025"], metric_options=opts)
     t0 = time.perf_counter()
-    res = evaluate([("system", recs)], metrics, progress=True)
+    from empathkit.metrics.resources import Resources
+
+    resources = Resources({"lm_dtype": a.lm_dtype})
+    res = evaluate([("system", recs)], metrics, resources=resources, progress=True)
     t_eval = time.perf_counter() - t0
     write_report(res, a.out, {"source": source, "metrics": [m for m, _ in metrics], "options": opts}, a.seed)
     run = res.runs[0]
@@ -96,15 +110,16 @@ def main():
         f"Whole suite: {total:.0f} s wall ({total / 60:.1f} min) — target < 10 min: {'met' if total < 600 else 'NOT met'}"
         f" under this run's CPU contention; CPU time of the process {cpu_total:.0f} s, i.e. ≈ {cpu_total / 2 / 60:.1f} min "
         "of wall time on 2 otherwise idle cores (≈ {:.1f} min if only one core were usable).".format(cpu_total / 60),
-        f"G-Score: local judge (default backbone, expected score over 1-5) on a seeded subset of "
-        f"{a.judge_max_examples} examples; BARTScore (causal variant) on {a.bartscore_max_examples or 'all'}, "
-        f"perplexity on {a.ppl_max_examples or 'all'} examples.",
+        f"G-Score: local judge (default backbone, expected score over 1-5) on {a.judge_max_examples or 'all'} "
+        f"examples; BARTScore (causal variant) on {a.bartscore_max_examples or 'all'}, "
+        f"perplexity on {a.ppl_max_examples or 'all'} examples; LM dtype {resources.lm_dtype()} "
+        f"(resources.lm_dtype={a.lm_dtype}).",
         f"NIDF document-frequency table {'was already cached' if df_cached else 'built in this run (~1 min, cached afterwards)'}.",
         "Classifiers trained: " + (", ".join(k for k, v in trained.items() if v) or "none") +
         f"; skipped metrics: {'; '.join(f'{m} ({why})' for m, why in sorted(run.skipped.items())) or 'none'}",
         "Timings include loading each model once (MiniLM for BERTScore and Vector Extrema, SmolLM2 for perplexity / "
-        "BARTScore / judge). Other jobs shared the 2 CPU cores during the run (load average at start: "
-        f"{os.getloadavg()[0]:.1f}); times vary ±25 % between runs.",
+        "BARTScore / judge). Load average at start: "
+        f"{load_start:.1f} (≈ 0 = idle machine); times vary ±25 % between runs.",
     ]
     extrap = {}
     for m, sec in run.timings.items():
@@ -124,14 +139,44 @@ def main():
                "seconds_per_metric": run.timings, "cpu_seconds_per_metric": run.cpu_timings,
                "cpu_seconds_per_family": cpu_fam, "cpu_seconds_total": cpu_total, "skipped": run.skipped, "classifiers_trained": trained,
                "aggregates": {k: (v if v == v else None) for k, v in run.aggregates.items()},
-               "options": opts, "load_average_end": os.getloadavg()[0]}
+               "options": opts, "lm_dtype": resources.lm_dtype(), "load_average_start": load_start,
+               "load_average_end": os.getloadavg()[0]}
     payload["reproduction_check"] = reproduction_check(recs) if not a.predictions else None
     if payload["reproduction_check"]:
         notes.append("Reproduction check (ED test human references scored as the system, vs EmPO's 'Human Response' "
                      "rows): " + "; ".join(f"{k} {v['ours']:.4g} (EmPO {v['paper']})"
                                            for k, v in payload["reproduction_check"].items()))
-    md = write_results("evaluation", payload, rows, "Evaluation suite: time per metric family on 2,547 predictions", notes)
+    if a.judge_check and not a.predictions:
+        payload["judge_check"] = judge_check(recs, a.judge_check, resources, a.seed)
+        jc = payload["judge_check"]
+        notes.append(f"Judge validity check ({jc['n']} ED test contexts, untimed): G-Score of the gold reference "
+                     f"{jc['gold_mean']:.3f} vs an off-topic same-emotion reference {jc['shuffled_mean']:.3f}; gold "
+                     f"scored higher in {jc['gold_wins']:.1%} of pairs (ties {jc['ties']:.1%}); paired permutation "
+                     f"p = {jc['p_value']:.3g}. Per aspect, gold − shuffled: "
+                     + ", ".join(f"{k} {v:+.3f}" for k, v in jc["aspect_diff"].items()) + ".")
+    md = write_results("evaluation" + a.tag, payload, rows, "Evaluation suite: time per metric family on 2,547 predictions", notes)
     print(md.read_text())
+
+
+def judge_check(recs, n: int, resources, seed: int = 0) -> dict:
+    """Does the local judge prefer the gold reference over an off-topic one for the same context?"""
+    from dataclasses import replace
+
+    from empathkit.evaluation import evaluate
+    from empathkit.metrics.judge import ASPECTS
+    from empathkit.metrics.stats import permutation_test
+
+    sub = random.Random(seed).sample(list(recs), min(n, len(recs)))
+    gold = [replace(r, hypothesis=r.reference) for r in sub]
+    t0 = time.perf_counter()
+    runs = evaluate([("gold", gold), ("shuffled", sub)], "g-score", resources=resources, progress=False).runs
+    g, s = runs[0].per_example, runs[1].per_example
+    a, b = g["g-score"], s["g-score"]
+    test = permutation_test(a, b, metric="g-score")
+    return {"n": len(sub), "gold_mean": sum(a) / len(a), "shuffled_mean": sum(b) / len(b),
+            "gold_wins": sum(x > y for x, y in zip(a, b)) / len(a), "ties": sum(x == y for x, y in zip(a, b)) / len(a),
+            "p_value": test.p_value, "seconds": time.perf_counter() - t0,
+            "aspect_diff": {k: (sum(g[f"g-{k}"]) - sum(s[f"g-{k}"])) / len(a) for k in ASPECTS}}
 
 
 # EmPO Table 4 / Table 5, row "Human Response" (ED test references, Lee et al. 2024 metrics)

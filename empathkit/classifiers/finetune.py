@@ -42,7 +42,10 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
 def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path, seed: int = 0, epochs: float = 1.0,
                     max_seq_length: int = 64, batch_size: int = 32, lr: float = 5e-5, train_limit: int | None = None,
                     checkpoint_every: int = 200, encoder_name: str = "minilm-l6",
-                    time_budget_s: float | None = None) -> dict[str, Any]:
+                    time_budget_s: float | None = None, head_lr: float | None = 1e-3, eval_every: int = 0,
+                    eval_limit: int = 1000, init_from: str | Path | None = None) -> dict[str, Any]:
+    """``init_from``: a fine-tuned classifier folder (``encoder/`` + ``head.safetensors``) to continue training from
+    (e.g. a further half epoch at a lower rate); otherwise start from ``encoder_name`` with a fresh head."""
     import torch
     from safetensors.torch import load_file, save_file
     from sentence_transformers import SentenceTransformer
@@ -56,11 +59,20 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     ckpt = out.with_name(out.name.replace(".partial", "") + ".checkpoint")
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    full = SentenceTransformer(encoder_path(encoder_name), device="cpu", trust_remote_code=False)
+    start_from = str(Path(init_from) / "encoder") if init_from else encoder_path(encoder_name)
+    full = SentenceTransformer(start_from, device="cpu", trust_remote_code=False)
     model = SentenceTransformer(modules=[full[0], full[1]], device="cpu")  # Transformer + mean Pooling, no Normalize
     model.max_seq_length = max_seq_length
     dim = model.get_sentence_embedding_dimension()
     head = torch.nn.Linear(dim, len(config.labels))
+    if init_from:  # the head is trained already: it continues at the encoder's rate
+        head_lr = lr
+        from safetensors.numpy import load_file as load_np
+
+        w = load_np(str(Path(init_from) / "head.safetensors"))
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(w["weight"]))
+            head.bias.copy_(torch.from_numpy(w["bias"]))
     multi = config.multi_label
 
     xs, ys = splits["train"]
@@ -80,7 +92,10 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     steps_per_epoch = (len(xs) + batch_size - 1) // batch_size
     total = max(1, int(steps_per_epoch * epochs))
     params = list(model.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    # the freshly initialised head learns with its own (larger) rate: at the encoder's rate it lags for hundreds
+    # of steps; the schedule scales both groups alike
+    opt = torch.optim.AdamW([{"params": list(model.parameters()), "lr": lr},
+                             {"params": list(head.parameters()), "lr": head_lr or lr}], weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(opt, int(0.06 * total), total)
 
     start = 0
@@ -98,6 +113,18 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
         order += _batches(lengths, batch_size, rng)
     order = order[:total]
     loss_fn = torch.nn.BCEWithLogitsLoss() if multi else torch.nn.CrossEntropyLoss()
+    vx, vy = splits.get("valid") or ([], [])
+    vsub = rng.sample(range(len(vx)), min(eval_limit, len(vx))) if eval_every and vx else []
+    curve: list[dict] = []
+
+    def valid_accuracy() -> float:
+        model.eval()
+        with torch.no_grad():
+            emb = model.encode([prep(vx[i]) for i in vsub], batch_size=64, convert_to_tensor=True)
+            pred = head(emb).argmax(-1).tolist()
+        model.train()
+        return float(np.mean([config.labels[p] == vy[i] for p, i in zip(pred, vsub)]))
+
     model.train()
     t0 = time.time()
     losses = []
@@ -133,6 +160,13 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
             (ckpt / "state.json").write_text(json.dumps({"step": step + 1, "total": total}))
         step += 1
         bar.update(1)
+        if vsub and not multi and step % eval_every == 0:
+            curve.append({"step": step, "examples_seen": step * batch_size, "train_loss": float(np.mean(losses[-50:])),
+                          "valid_accuracy": valid_accuracy(), "seconds": round(time.time() - t0, 1)})
+            bar.set_postfix(valid_acc=f"{curve[-1]['valid_accuracy']:.3f}")
+            out.mkdir(parents=True, exist_ok=True)
+            with (out / "valid_curve.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps(curve[-1]) + "\n")
     bar.close()
     train_time = time.time() - t0
     model.eval()
@@ -151,6 +185,6 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     _ = _scores  # shared scorer used through evaluate
     return {"method": "finetune-minilm+linear", "test": test, "valid": valid,
             "hyperparameters": {"epochs": epochs, "max_seq_length": max_seq_length, "batch_size": batch_size,
-                                "lr": lr, "train_examples": len(xs), "steps": total, "planned_steps": planned,
+                                "lr": lr, "head_lr": head_lr, "init_from": str(init_from) if init_from else None, "train_examples": len(xs), "steps": total, "planned_steps": planned,
                                 "examples_seen": total * batch_size, "time_budget_s": time_budget_s},
-            "finetune_seconds": round(train_time, 1), "final_train_loss": float(np.mean(losses[-50:])) if losses else None}
+            "finetune_seconds": round(train_time, 1), "valid_curve": curve, "final_train_loss": float(np.mean(losses[-50:])) if losses else None}

@@ -51,7 +51,7 @@ def perplexity(batch: Batch, resources=None, target: str = "references", conditi
     else:
         pre = [""] * len(idx)
     # references are the same for every system: cache their scores per (LM, prefix, text) within the process
-    key_lm = res.config.lm if res._lm is None else id(model)
+    key_lm = (res.config.lm, res.lm_dtype()) if res._lm is None else id(model)
     keys = [(key_lm, p, t) for p, t in zip(pre, tg)]
     todo = [i for i, k in enumerate(keys) if k not in _CACHE] if target == "references" else list(range(len(keys)))
     if todo:
@@ -67,5 +67,5 @@ def perplexity(batch: Batch, resources=None, target: str = "references", conditi
     total = sum(counts)
     ppl = math.exp(-sum(sums) / total) if total else math.nan
     return MetricResult("perplexity", {"ppl": ppl}, {"ppl": per},
-                        {"model": res.config.lm, "target": target, "condition": condition, "unit": "LM tokens",
+                        {"model": res.config.lm, "dtype": res.lm_dtype(), "target": target, "condition": condition, "unit": "LM tokens",
                          "level": "corpus (token-weighted)", "scored": len(idx)})

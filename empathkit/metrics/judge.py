@@ -119,11 +119,23 @@ def local_judge_texts(prompt: str, tok) -> tuple[str, dict[str, str]]:
     return head, {a: f"{a.capitalize()} (1-5): " for a in ASPECTS}
 
 
-def _judge_local(prompts: list[str], model, tok, batch_size: int = 8) -> list[dict[str, float]]:
+def shared_prefix(texts: Sequence[str]) -> str:
+    """The longest common prefix of ``texts``, cut back to its last newline (a safe token boundary)."""
+    if not texts:
+        return ""
+    common = os.path.commonprefix(list(texts))
+    return common[: common.rfind("\n") + 1]
+
+
+def _judge_local(prompts: list[str], model, tok, batch_size: int = 16, progress: bool = False) -> list[dict[str, float]]:
     """Expected score over the next-token distribution on '1'..'5' after "<Aspect> (1-5): " (no generation).
 
-    The long shared prefix runs once per example (KV cache); each aspect only adds its few suffix tokens on a copy of
-    the cache — 4 aspects cost about one forward pass instead of four."""
+    Written here because no library scores a rubric this way with a shared cache. Three levels of reuse:
+    the rubric text shared by every prompt runs once for the whole corpus (its KV cache is repeated over each
+    batch); each example's dialogue + response runs once; each aspect adds only its few suffix tokens, after which
+    the cache is cropped back (no copies). Examples are sorted by length; padding sits between the shared rubric
+    and the example (masked, with explicit position ids), so every query still sees the rubric.
+    """
     import copy
 
     import torch
@@ -131,37 +143,54 @@ def _judge_local(prompts: list[str], model, tok, batch_size: int = 8) -> list[di
     digit_ids = [tok.encode(str(d), add_special_tokens=False)[-1] for d in range(1, 6)]
     weights = torch.arange(1, 6, dtype=torch.float)
     heads = [local_judge_texts(p, tok)[0] for p in prompts]
-    suffixes = local_judge_texts("", tok)[1]
+    suffixes = {a: tok(s, add_special_tokens=False)["input_ids"] for a, s in local_judge_texts("", tok)[1].items()}
+    pre = shared_prefix(heads) if len(heads) > 1 else ""
+    pre_ids = tok(pre, add_special_tokens=False)["input_ids"] if pre else []
+    rest = [tok(h[len(pre):], add_special_tokens=False)["input_ids"] for h in heads]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     out: list[dict[str, float]] = [dict() for _ in prompts]
-    old = tok.padding_side
-    tok.padding_side = "left"
-    try:
-        for idx in batched(list(range(len(prompts))), batch_size):
-            enc = tok([heads[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            att = enc["attention_mask"]
+    with torch.inference_mode():
+        base = None
+        if pre_ids:
+            base = model(input_ids=torch.tensor([pre_ids]), use_cache=True, logits_to_keep=1).past_key_values
+        order = sorted(range(len(prompts)), key=lambda i: len(rest[i]))
+        chunks = list(batched(order, batch_size))
+        if progress:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc="g-score (local judge)", unit="batch")
+        P = len(pre_ids)
+        for idx in chunks:
+            B, L = len(idx), max(len(rest[i]) for i in idx)
+            ids = torch.full((B, L), pad, dtype=torch.long)
+            att = torch.zeros((B, P + L), dtype=torch.long)
+            att[:, :P] = 1
+            for r, i in enumerate(idx):
+                ids[r, L - len(rest[i]):] = torch.tensor(rest[i])
+                att[r, P + L - len(rest[i]):] = 1
+            cache = None
+            if base is not None:
+                cache = copy.deepcopy(base)
+                cache.batch_repeat_interleave(B)
             pos = (att.cumsum(-1) - 1).clamp(min=0)
-            with torch.inference_mode():
-                past = model(input_ids=enc["input_ids"], attention_mask=att, position_ids=pos, use_cache=True,
-                             logits_to_keep=1).past_key_values
-                for a, sfx in suffixes.items():
-                    sid = tok(sfx, add_special_tokens=False)["input_ids"]
-                    ids = torch.tensor([sid] * len(idx))
-                    full = torch.cat([att, torch.ones_like(ids)], 1)
-                    spos = (full.cumsum(-1) - 1)[:, -len(sid):]
-                    logits = model(input_ids=ids, attention_mask=full, position_ids=spos,
-                                   past_key_values=copy.deepcopy(past), use_cache=True, logits_to_keep=1).logits[:, -1]
-                    p = torch.softmax(logits[:, digit_ids].float(), -1)
-                    for i, v in zip(idx, (p * weights).sum(-1).tolist()):
-                        out[i][a] = float(v)
-    finally:
-        tok.padding_side = old
+            cache = model(input_ids=ids, attention_mask=att, position_ids=pos[:, P:], past_key_values=cache,
+                          use_cache=True, logits_to_keep=1).past_key_values
+            for a, sid in suffixes.items():
+                full = torch.cat([att, torch.ones((B, len(sid)), dtype=torch.long)], 1)
+                spos = (full.cumsum(-1) - 1)[:, -len(sid):]
+                logits = model(input_ids=torch.tensor([sid] * B), attention_mask=full, position_ids=spos,
+                               past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                cache.crop(-len(sid))  # drop the suffix again (transformers 5: negative = tokens to remove)
+                p = torch.softmax(logits[:, digit_ids].float(), -1)
+                for i, v in zip(idx, (p * weights).sum(-1).tolist()):
+                    out[i][a] = float(v)
     return out
 
 
 @register_metric("g-score", family="judge", needs=("judge",),
                  description="LLM-as-judge G-Score: relevance, fluency, informativeness, coherence (1-5) and their mean")
 def g_score(batch: Batch, resources=None, backend: str | None = None, model: str | None = None,
-            base_url: str | None = None, max_examples: int | None = None, seed: int = 0, batch_size: int = 8) -> MetricResult:
+            base_url: str | None = None, max_examples: int | None = None, seed: int = 0, batch_size: int = 16) -> MetricResult:
     res = as_resources(resources)
     cfg = {**res.config.judge}
     cfg.update({k: v for k, v in (("backend", backend), ("model", model), ("base_url", base_url)) if v})
@@ -179,9 +208,9 @@ def g_score(batch: Batch, resources=None, backend: str | None = None, model: str
         else:
             from empathkit.metrics.resources import _causal_lm
 
-            lm, tok = _causal_lm(name)
-        parsed = _judge_local(prompts, lm, tok, batch_size)
-        judge_name = f"local {name} (expected score over 1-5)"
+            lm, tok = _causal_lm(name, res.lm_dtype())
+        parsed = _judge_local(prompts, lm, tok, batch_size, progress=len(prompts) > 64)
+        judge_name = f"local {name}, {res.lm_dtype()} (expected score over 1-5)"
     else:
         raise ConfigError(f"judge backend must be openai | local, got {be!r}")
     failed = sum(1 for p in parsed if p is None)

@@ -187,7 +187,7 @@ def bartscore(batch: Batch, resources=None, model: str | None = None, direction:
             sums, counts = causal_loglik(mdl, tok, [CAUSAL_TEMPLATE.format(src=x) for x in s], t, batch_size,
                                          desc=f"bartscore {direction}")
             scores.append([a / c if c else math.nan for a, c in zip(sums, counts)])
-        variant, mname = "causal-lm", res.config.lm
+        variant, mname = "causal-lm", f"{res.config.lm} ({res.lm_dtype()})"
     vals = [sum(v) / len(v) for v in zip(*scores)]
     per = scatter(n, idx, vals)
     return MetricResult("bartscore", {"bartscore": nanmean(per)}, {"bartscore": per},

@@ -69,18 +69,37 @@ def test_nlpcc_composite_from_precomputed_components():
 
 
 def test_local_judge_cache_equals_full_forward(tiny_model):
-    """The KV-cache shortcut gives the same expected score as one full forward of prefix + aspect suffix."""
+    """The shared-rubric cache, middle padding and per-aspect crop give the same expected score as one full
+    forward of prompt + aspect suffix, for every example and aspect (3 examples of different lengths, batches of 2)."""
     import torch
 
-    from empathkit.metrics.judge import RUBRIC, _judge_local, local_judge_texts
+    from empathkit.metrics.judge import ASPECTS, RUBRIC, _judge_local, local_judge_texts
 
     model, tok = tiny_model
     prompts = [RUBRIC.format(context="Speaker: my dog died", response="so sorry"),
-               RUBRIC.format(context="Speaker: I won a prize today, a big one", response="congrats!")]
+               RUBRIC.format(context="Speaker: I won a prize today, a big one", response="congrats!"),
+               RUBRIC.format(context="Speaker: my exam is tomorrow and I have not slept\nListener: why not?",
+                             response="Try to rest a little; you know more than you think.")]
     got = _judge_local(prompts, model, tok, batch_size=2)
-    head, sfx = local_judge_texts(prompts[1], tok)
-    ids = tok(head + sfx["fluency"], return_tensors="pt", add_special_tokens=False)["input_ids"]
     digit_ids = [tok.encode(str(d), add_special_tokens=False)[-1] for d in range(1, 6)]
-    with torch.inference_mode():
-        p = torch.softmax(model(input_ids=ids).logits[0, -1, digit_ids].float(), -1)
-    assert got[1]["fluency"] == pytest.approx(float((p * torch.arange(1, 6)).sum()), abs=1e-4)
+    for k, prompt in enumerate(prompts):
+        head, sfx = local_judge_texts(prompt, tok)
+        for a in ASPECTS:
+            ids = tok(head + sfx[a], return_tensors="pt", add_special_tokens=False)["input_ids"]
+            with torch.inference_mode():
+                p = torch.softmax(model(input_ids=ids).logits[0, -1, digit_ids].float(), -1)
+            assert got[k][a] == pytest.approx(float((p * torch.arange(1, 6)).sum()), abs=1e-5), (k, a)
+
+
+def test_lm_dtype_auto_follows_native_bf16(monkeypatch):
+    """``auto`` picks bfloat16 only where bf16 is native; explicit values pass through; the metric info says which."""
+    from empathkit.metrics.resources import Resources
+    from empathkit.models import backbones
+
+    monkeypatch.setattr(backbones, "native_bf16", lambda: True)
+    assert backbones.resolve_dtype("auto") == "bfloat16"
+    assert Resources({"lm_dtype": "float32"}).lm_dtype() == "float32"
+    monkeypatch.setattr(backbones, "native_bf16", lambda: False)
+    assert backbones.resolve_dtype("auto") == "float32" and backbones.resolve_dtype("bfloat16") == "bfloat16"
+    with pytest.raises(Exception, match="lm_dtype"):
+        Resources({"lm_dtype": "int4"})
