@@ -84,6 +84,14 @@ def main():
     if intent and intent.get("extra_eval"):
         for name, v in intent["extra_eval"].items():
             notes.append(f"intent — {name}: accuracy {v['accuracy']:.3f}, macro-F1 {v['macro_f1']:.3f} (n={v['n']:.0f})")
+    emo = read_metrics("emotion") if is_trained("emotion") else None
+    if emo and emo.get("valid_curve"):
+        hp = emo.get("hyperparameters", {})
+        notes.append("emotion fine-tuning (lr %s, head lr %s, batch %s, seq %s, %s examples seen): valid accuracy on a "
+                     "1,000-example subset every 200 steps: %s; valid (selection subset) %.3f, test %.3f."
+                     % (hp.get("lr"), hp.get("head_lr"), hp.get("batch_size"), hp.get("max_seq_length"),
+                        hp.get("examples_seen"), ", ".join(f"{c['valid_accuracy']:.3f}" for c in emo["valid_curve"]),
+                        emo["valid"]["accuracy"], emo["test"]["accuracy"]))
     print(write_results("classifiers", payload, rows, "Auxiliary classifiers: held-out scores and training time", notes))
 
 

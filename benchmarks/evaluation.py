@@ -108,7 +108,7 @@ def main():
     notes = [
         f"{len(recs)} predictions; hypotheses: {source}.",
         f"Whole suite: {total:.0f} s wall ({total / 60:.1f} min) — target < 10 min: {'met' if total < 600 else 'NOT met'}"
-        f" under this run's CPU contention; CPU time of the process {cpu_total:.0f} s, i.e. ≈ {cpu_total / 2 / 60:.1f} min "
+        f" (load average at start in the last note); CPU time of the process {cpu_total:.0f} s, i.e. ≈ {cpu_total / 2 / 60:.1f} min "
         "of wall time on 2 otherwise idle cores (≈ {:.1f} min if only one core were usable).".format(cpu_total / 60),
         f"G-Score: local judge (default backbone, expected score over 1-5) on {a.judge_max_examples or 'all'} "
         f"examples; BARTScore (causal variant) on {a.bartscore_max_examples or 'all'}, "
