@@ -6,9 +6,13 @@ default backbone (SmolLM2-135M-Instruct) for the causal BARTScore variant. Any m
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import random
+import tempfile
+from pathlib import Path
 from typing import Sequence
 
 from empathkit.errors import ResourceMissing
@@ -42,6 +46,28 @@ def nanmean(xs: Sequence[float]) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ BERTScore
+def _bert_score_safe(path: str) -> str:
+    """bert-score picks the model class from substrings of ``model_type`` ("t5" → ``T5EncoderModel``), so a local
+    BERT folder whose *path* contains "t5" (e.g. /work/ci-test5/…) loads as a random T5. Such a folder is reached
+    through a symlink without that substring instead."""
+    p = Path(path)
+    if "t5" not in path.lower() or not p.is_dir():
+        return path
+    try:
+        model_type = json.loads((p / "config.json").read_text()).get("model_type", "")
+    except (OSError, ValueError):
+        return path
+    if "t5" in model_type:
+        return path
+    link = Path(tempfile.gettempdir()) / "empathkit-bertscore" / hashlib.sha1(path.encode()).hexdigest()[:12]
+    if "t5" in str(link).lower():
+        raise ResourceMissing(f"bert-score would load {path} as a T5 model (its path contains 't5'); move it")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(p.resolve(), target_is_directory=True)
+    return str(link)
+
+
 @register_metric("bertscore", family="semantic", needs=("encoder",),
                  description="BERTScore P/R/F1 (bert-score); default encoder the embedded MiniLM (layer 5), baseline rescaling when available")
 def bertscore(batch: Batch, resources=None, model: str | None = None, num_layers: int | None = None,
@@ -66,7 +92,8 @@ def bertscore(batch: Batch, resources=None, model: str | None = None, num_layers
     if rescale and baseline_path is None and path not in model2layers:
         rescale, note = False, f"no rescaling baseline for {name!r} (pass baseline_path); reported unrescaled"
         log.warning(note)
-    P, R, F = bert_score.score(list(batch.hypotheses), list(batch.references), model_type=path, num_layers=layers,
+    P, R, F = bert_score.score(list(batch.hypotheses), list(batch.references), model_type=_bert_score_safe(path),
+                               num_layers=layers,
                                idf=idf, batch_size=batch_size, lang=lang, rescale_with_baseline=rescale,
                                baseline_path=baseline_path, device=res.config.device, verbose=False)
     per = {"bertscore-p": P.tolist(), "bertscore-r": R.tolist(), "bertscore-f1": F.tolist()}

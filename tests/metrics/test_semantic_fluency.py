@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,10 +90,13 @@ def test_bartscore_causal_variant_directions(TINY):
 def test_bertscore_equals_bert_score_library():
     import bert_score
 
+    from empathkit.metrics.semantic import _bert_score_safe
     from empathkit.models.backbones import encoder_path
 
     r = METRICS.get("bertscore").fn(Batch(HYPS + [REFS[0]], REFS + [REFS[0]]), Resources())
-    P, R, F = bert_score.score(HYPS + [REFS[0]], REFS + [REFS[0]], model_type=encoder_path("minilm-l6"), num_layers=5)
+    # the library itself needs the same guard when the checkout path contains "t5" (see _bert_score_safe)
+    P, R, F = bert_score.score(HYPS + [REFS[0]], REFS + [REFS[0]], model_type=_bert_score_safe(encoder_path("minilm-l6")),
+                               num_layers=5)
     assert r.per_example["bertscore-f1"] == pytest.approx(F.tolist(), abs=1e-5)
     assert r.per_example["bertscore-f1"][-1] == pytest.approx(1.0, abs=1e-4)  # identical sentences
     assert r.info["num_layers"] == 5 and r.info["rescaled"] is False
@@ -132,3 +136,16 @@ def test_perplexity_reference_scores_are_shared_between_systems(TINY, monkeypatc
     second = METRICS.get("perplexity").fn(Batch(["other", "system", "outputs"], ["a brand new reference", *REFS[1:]]), TINY)
     assert second.aggregate["ppl"] == pytest.approx(first.aggregate["ppl"])
     assert len(calls) == 1  # the second system re-used every cached reference score
+
+
+@requires_minilm
+def test_bert_score_path_guard_hides_t5_substring(tmp_path):
+    """bert-score would build a random T5 for any local BERT folder whose path contains "t5": we hand it a link."""
+    from empathkit.metrics.semantic import _bert_score_safe
+    from empathkit.models.backbones import encoder_path
+
+    folder = tmp_path / "ci-t5-checkout"
+    folder.symlink_to(encoder_path("minilm-l6"), target_is_directory=True)
+    safe = _bert_score_safe(str(folder))
+    assert "t5" not in safe.lower() and (Path(safe) / "config.json").is_file()
+    assert _bert_score_safe(encoder_path("minilm-l6").replace("t5", "xx")) == encoder_path("minilm-l6").replace("t5", "xx")
