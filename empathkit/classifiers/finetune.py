@@ -185,6 +185,8 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     _ = _scores  # shared scorer used through evaluate
     return {"method": "finetune-minilm+linear", "test": test, "valid": valid,
             "hyperparameters": {"epochs": epochs, "max_seq_length": max_seq_length, "batch_size": batch_size,
-                                "lr": lr, "head_lr": head_lr, "init_from": str(init_from) if init_from else None, "train_examples": len(xs), "steps": total, "planned_steps": planned,
+                                "lr": lr, "head_lr": head_lr, "init_from": str(init_from) if init_from else None,
+                                "train_examples": len(xs), "steps": total, "planned_steps": planned,
                                 "examples_seen": total * batch_size, "time_budget_s": time_budget_s},
-            "finetune_seconds": round(train_time, 1), "valid_curve": curve, "final_train_loss": float(np.mean(losses[-50:])) if losses else None}
+            "finetune_seconds": round(train_time, 1), "valid_curve": curve,
+            "final_train_loss": float(np.mean(losses[-50:])) if losses else None}

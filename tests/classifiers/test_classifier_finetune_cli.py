@@ -58,6 +58,33 @@ def test_finetune_few_steps_saves_encoder_and_head(tiny_st, tmp_path):
     assert set(res["test"]) == {"accuracy", "macro_f1", "weighted_f1"}
 
 
+def test_finetune_validation_curve_and_continue_from(tiny_st, tmp_path):
+    """eval_every writes a validation curve; init_from starts from the saved encoder and head (not a fresh head)."""
+    import json
+
+    from empathkit.classifiers.core import ClassifierConfig, TextClassifier
+    from empathkit.classifiers.finetune import train_finetuned
+
+    texts = ["I am so happy", "what a great day", "I feel sad", "this is awful news"] * 4
+    labels = ["joyful", "joyful", "sad", "sad"] * 4
+    splits = {"train": (texts, labels), "valid": (texts[:4], labels[:4]), "test": (texts[:4], labels[:4])}
+    cfg = ClassifierConfig(kind="emotion", labels=["sad", "joyful", "angry"])
+    first = tmp_path / "a"
+    res = train_finetuned(cfg, splits, first, seed=0, epochs=2, max_seq_length=16, batch_size=8, lr=1e-3,
+                          checkpoint_every=0, encoder_name=tiny_st, eval_every=2, eval_limit=4)
+    lines = [json.loads(x) for x in (first / "valid_curve.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in lines] == [2, 4] == [c["step"] for c in res["valid_curve"]]
+    assert all(0.0 <= c["valid_accuracy"] <= 1.0 for c in lines)
+    # zero learning rate: continuing must reproduce the first model's predictions exactly (a fresh head would not)
+    second = tmp_path / "b"
+    res2 = train_finetuned(cfg, splits, second, seed=1, epochs=0.5, max_seq_length=16, batch_size=8, lr=0.0,
+                           checkpoint_every=0, encoder_name=tiny_st, init_from=first)
+    assert res2["hyperparameters"]["init_from"] == str(first) and res2["hyperparameters"]["head_lr"] == 0.0
+    probe = ["so happy today", "sad news"]
+    assert np.allclose(TextClassifier.load(first).predict_proba(probe), TextClassifier.load(second).predict_proba(probe),
+                       atol=1e-5)
+
+
 def test_cli_list_and_predict_untrained(tmp_path, monkeypatch):
     from empathkit.classifiers import _LOADED
     from empathkit.cli.main import app
