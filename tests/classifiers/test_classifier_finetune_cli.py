@@ -37,14 +37,21 @@ def tiny_st(tmp_path_factory):
     return str(d / "st")
 
 
-def test_finetune_few_steps_saves_encoder_and_head(tiny_st, tmp_path):
-    from empathkit.classifiers.core import ClassifierConfig, TextClassifier
-    from empathkit.classifiers.finetune import train_finetuned
+def _toy_emotion():
+    """A 16-sentence, 2-label emotion task (3 labels known) for few-step fine-tuning tests."""
+    from empathkit.classifiers.core import ClassifierConfig
 
     texts = ["I am so happy", "what a great day", "I feel sad", "this is awful news"] * 4
     labels = ["joyful", "joyful", "sad", "sad"] * 4
     splits = {"train": (texts, labels), "valid": (texts[:4], labels[:4]), "test": (texts[:4], labels[:4])}
-    cfg = ClassifierConfig(kind="emotion", labels=["sad", "joyful", "angry"])
+    return splits, ClassifierConfig(kind="emotion", labels=["sad", "joyful", "angry"])
+
+
+def test_finetune_few_steps_saves_encoder_and_head(tiny_st, tmp_path):
+    from empathkit.classifiers.core import TextClassifier
+    from empathkit.classifiers.finetune import train_finetuned
+
+    splits, cfg = _toy_emotion()
     out = tmp_path / "emotion.partial"
     res = train_finetuned(cfg, splits, out, seed=0, epochs=2, max_seq_length=16, batch_size=8, lr=1e-3,
                           checkpoint_every=1, encoder_name=tiny_st)
@@ -62,13 +69,10 @@ def test_finetune_validation_curve_and_continue_from(tiny_st, tmp_path):
     """eval_every writes a validation curve; init_from starts from the saved encoder and head (not a fresh head)."""
     import json
 
-    from empathkit.classifiers.core import ClassifierConfig, TextClassifier
+    from empathkit.classifiers.core import TextClassifier
     from empathkit.classifiers.finetune import train_finetuned
 
-    texts = ["I am so happy", "what a great day", "I feel sad", "this is awful news"] * 4
-    labels = ["joyful", "joyful", "sad", "sad"] * 4
-    splits = {"train": (texts, labels), "valid": (texts[:4], labels[:4]), "test": (texts[:4], labels[:4])}
-    cfg = ClassifierConfig(kind="emotion", labels=["sad", "joyful", "angry"])
+    splits, cfg = _toy_emotion()
     first = tmp_path / "a"
     res = train_finetuned(cfg, splits, first, seed=0, epochs=2, max_seq_length=16, batch_size=8, lr=1e-3,
                           checkpoint_every=0, encoder_name=tiny_st, eval_every=2, eval_limit=4)
