@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from empathkit.classifiers.core import ClassifierConfig, TextClassifier
+from empathkit.classifiers.core import ClassifierConfig, TextClassifier, is_classifier_folder
 from empathkit.errors import ResourceMissing
 from empathkit.paths import cache_dir
 from empathkit.registry import Registry
@@ -54,8 +54,7 @@ def classifier_dir(kind: str) -> Path:
 
 
 def is_trained(kind: str) -> bool:
-    d = classifier_dir(kind)
-    return (d / "config.json").is_file() and (d / "head.safetensors").is_file()
+    return is_classifier_folder(classifier_dir(kind))
 
 
 def _env_source(kind: str) -> str | None:
@@ -72,7 +71,7 @@ def load_classifier(kind: str, source: str | None = None, *, required: bool = Tr
         return _LOADED[key]
     if src:
         p = Path(src)
-        if p.is_dir() and (p / "head.safetensors").is_file():
+        if p.is_dir() and is_classifier_folder(p):
             clf = TextClassifier.load(p)
         else:
             from empathkit.classifiers.hub import HubClassifier
@@ -92,14 +91,15 @@ def load_classifier(kind: str, source: str | None = None, *, required: bool = Tr
     return clf
 
 
-def predict_context_emotion(contexts: list[list[str]], source: str | None = None, max_turns: int = 3,
-                            batch_size: int = 64) -> list[tuple[str, float]]:
+def predict_context_emotion(contexts: list[list[str]], source: str | None = None, batch_size: int = 64
+                            ) -> list[tuple[str, float]]:
     """Top ED emotion ``(label, probability)`` of each dialogue context (a list of turns, oldest first), with the
-    same input convention the ``emotion`` classifier was trained on (the last ``max_turns`` turns joined)."""
-    from empathkit.classifiers.data import emotion_input
+    input convention the ``emotion`` classifier records in its config (whole context, or its last N turns)."""
+    from empathkit.classifiers.data import emotion_input, input_turns_of
 
     clf = load_classifier("emotion", source)
-    return clf.predict([emotion_input(c, max_turns) for c in contexts], batch_size=batch_size)
+    n = input_turns_of(clf)
+    return clf.predict([emotion_input(c, n) for c in contexts], batch_size=batch_size)
 
 
 def read_metrics(kind: str) -> dict | None:

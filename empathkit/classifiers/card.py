@@ -47,6 +47,9 @@ def write_card(folder: str | Path, m: dict[str, Any]) -> Path:
     lines += [
         f"- **Held-out test scores:** {_fmt(m.get('test', {}))}",
     ]
+    for mem in m.get("members") or []:
+        lines.append(f"- Member (seed {mem['seed']}): test {_fmt(mem.get('test', {}))}; valid "
+                     f"{_fmt(mem.get('valid', {}))}; {mem.get('finetune_seconds')} s of fine-tuning")
     if m.get("extra_eval"):
         for name, vals in m["extra_eval"].items():
             lines.append(f"- Extra evaluation — {name}: {_fmt(vals) if isinstance(vals, dict) else vals}")
@@ -57,9 +60,11 @@ def write_card(folder: str | Path, m: dict[str, Any]) -> Path:
         f"- Versions: torch {v.get('torch')}, transformers {v.get('transformers')}, sentence-transformers "
         f"{v.get('sentence-transformers')}, scikit-learn {v.get('scikit-learn')}, git {v.get('git_commit', '')[:10]}",
         "",
-        "Weights: `head.safetensors` (linear head" + (", plus the fine-tuned encoder in `encoder/`" if
-                                                    m.get("method", "").startswith("finetune") else
-                                                    " over frozen MiniLM mean-pooled embeddings") + "). "
+        ("Weights: one sub-folder per member (`ensemble.json` lists them; each holds `head.safetensors` and its "
+         "fine-tuned encoder in `encoder/`). " if m.get("members") else
+         "Weights: `head.safetensors` (linear head" + (", plus the fine-tuned encoder in `encoder/`" if
+                                                      m.get("method", "").startswith("finetune") else
+                                                      " over frozen MiniLM mean-pooled embeddings") + "). ") +
         "Never pickled. Data licences: see the SOURCE.md of the data folder (non-commercial research use).",
         "",
     ]

@@ -118,7 +118,40 @@ def _check_inputs(inputs: Sequence, pair: bool) -> None:
             raise DataError(f"input {i}: expected a string, got {type(x).__name__}")
 
 
-class TextClassifier:
+def is_classifier_folder(p: str | Path) -> bool:
+    """A trained empathkit classifier folder: a single classifier (``head.safetensors``) or an ensemble."""
+    p = Path(p)
+    return (p / "config.json").is_file() and ((p / "head.safetensors").is_file() or (p / "ensemble.json").is_file())
+
+
+class LabelPredictions:
+    """``predict`` / ``predict_labels`` on top of a class's ``predict_proba``, ``labels`` and ``config``."""
+
+    labels: list[str]
+    config: ClassifierConfig
+
+    def predict_proba(self, inputs: Sequence, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, inputs: Sequence, batch_size: int = 64, show_progress: bool = False) -> list[tuple[str, float]]:
+        """Top-1 ``(label, probability)`` per input."""
+        p = self.predict_proba(inputs, batch_size, show_progress)
+        idx = p.argmax(axis=1) if len(p) else []
+        return [(self.labels[j], float(p[i, j])) for i, j in enumerate(idx)]
+
+    def predict_labels(self, inputs: Sequence, threshold: float | None = None, fallback: str | None = None,
+                       batch_size: int = 64) -> list[list[str]]:
+        """Every label with probability ≥ ``threshold``; ``fallback`` (e.g. ``"neutral"``) when none passes."""
+        thr = self.config.threshold if threshold is None else threshold
+        p = self.predict_proba(inputs, batch_size)
+        out = []
+        for row in p:
+            labs = [self.labels[j] for j in np.flatnonzero(row >= thr)]
+            out.append(labs or ([fallback] if fallback else []))
+        return out
+
+
+class TextClassifier(LabelPredictions):
     """Encoder + linear head. Build with :meth:`load` (a trained folder) or directly from arrays (training/tests)."""
 
     def __init__(self, config: ClassifierConfig, weight: np.ndarray, bias: np.ndarray, encoder: Encoder | None = None,
@@ -184,23 +217,6 @@ class TextClassifier:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return self.proba_from_features(self.features(inputs, batch_size, show_progress))
 
-    def predict(self, inputs: Sequence, batch_size: int = 64, show_progress: bool = False) -> list[tuple[str, float]]:
-        """Top-1 ``(label, probability)`` per input."""
-        p = self.predict_proba(inputs, batch_size, show_progress)
-        idx = p.argmax(axis=1) if len(p) else []
-        return [(self.labels[j], float(p[i, j])) for i, j in enumerate(idx)]
-
-    def predict_labels(self, inputs: Sequence, threshold: float | None = None, fallback: str | None = None,
-                       batch_size: int = 64) -> list[list[str]]:
-        """Every label with probability ≥ ``threshold``; ``fallback`` (e.g. ``"neutral"``) when none passes."""
-        thr = self.config.threshold if threshold is None else threshold
-        p = self.predict_proba(inputs, batch_size)
-        out = []
-        for row in p:
-            labs = [self.labels[j] for j in np.flatnonzero(row >= thr)]
-            out.append(labs or ([fallback] if fallback else []))
-        return out
-
     # -- persistence --------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         from safetensors.numpy import save_file
@@ -218,9 +234,14 @@ class TextClassifier:
 
     @classmethod
     def load(cls, path: str | Path) -> "TextClassifier":
+        """A trained folder; an ensemble folder (``ensemble.json``) loads as an :class:`EnsembleClassifier`."""
         from safetensors.numpy import load_file
 
         p = Path(path)
+        if (p / "ensemble.json").is_file():
+            from empathkit.classifiers.ensemble import EnsembleClassifier
+
+            return EnsembleClassifier.load(p)  # type: ignore[return-value]
         cfg_file, head_file = p / "config.json", p / "head.safetensors"
         if not cfg_file.is_file() or not head_file.is_file():
             raise ResourceMissing(f"{p}: not a trained classifier folder (needs config.json and head.safetensors)")

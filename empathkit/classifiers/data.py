@@ -61,19 +61,33 @@ def cap_per_class(inputs: list, labels: list, cap: int | None, seed: int) -> tup
 
 # --- (a) ED emotion ------------------------------------------------------------------------------------------------
 
-def emotion_input(turns: list[str] | tuple[str, ...], max_turns: int = 3) -> str:
-    """The emotion classifier's input: the last ``max_turns`` context turns (oldest first) joined with spaces.
+def emotion_input(turns: list[str] | tuple[str, ...], max_turns: int | None = None) -> str:
+    """The emotion classifier's input: the context turns (oldest first; only the last ``max_turns`` when given)
+    joined with spaces.
 
     The dialogue context is what a chat server or an evaluated system has (the ED ``situation`` is not shown to
-    listeners), so the classifier is trained on it, not on the situation prompt.
+    listeners), so the classifier is trained on it, not on the situation prompt. The whole context is the default:
+    the speaker's first turn carries the emotion most clearly, and keeping only the last 3 turns dropped it from
+    later turns (measured in docs/classifiers.md). Tokenisation truncates at the right, so the first turns are kept
+    when a long context exceeds ``max_seq_length``.
     """
-    return " ".join(" ".join(t.split()) for t in list(turns)[-max_turns:])
+    turns = list(turns)
+    if max_turns is not None:
+        turns = turns[-max_turns:]
+    return " ".join(" ".join(t.split()) for t in turns)
+
+
+def input_turns_of(clf) -> int | None:
+    """The ``max_turns`` an emotion classifier was trained with (its config records it; classifiers trained before
+    the record existed used the last 3 turns)."""
+    extra = getattr(clf.config, "extra", None) or {}
+    return extra.get("input_turns", 3)  # null in the config: the whole context
 
 
 def load_emotion(root=None, quick: bool = False, seed: int = 0, cap: int | None = None,
-                 max_turns: int = 3, augment_situation: bool = True) -> tuple[Splits, dict]:
+                 max_turns: int | None = None, augment_situation: bool = True) -> tuple[Splits, dict]:
     """ED emotion (32 labels). Train examples: the first speaker turn of each conversation, the context before each
-    later listener turn (``max_turns`` most recent turns) and, with ``augment_situation``, the situation text.
+    later listener turn (all turns, or the ``max_turns`` most recent) and, with ``augment_situation``, the situation text.
     Valid/test examples: the context before every listener turn (``every-listener`` protocol, the generation
     setting), so the held-out accuracy is per listener-turn example."""
     from empathkit.data.ed import read_split
@@ -94,7 +108,7 @@ def load_emotion(root=None, quick: bool = False, seed: int = 0, cap: int | None 
                 xs.append(" ".join(dlg.situation.split()))
                 ys.append(dlg.emotion)
         out[split] = (xs, ys)
-    return _finish(out, quick, seed, cap, {"source": str(d), "input": f"last {max_turns} context turns",
+    return _finish(out, quick, seed, cap, {"source": str(d), "input": f"last {max_turns} context turns" if max_turns else "whole context",
                                            "augment_situation": augment_situation})
 
 

@@ -39,6 +39,17 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
     return batches
 
 
+def _advance(sched, n: int) -> None:
+    """Move a fresh LR schedule ``n`` steps on (resume / re-planned schedule); torch warns that no optimizer step
+    came first, which is intended here."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+        for _ in range(n):
+            sched.step()
+
+
 def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path, seed: int = 0, epochs: float = 1.0,
                     max_seq_length: int = 64, batch_size: int = 32, lr: float = 5e-5, train_limit: int | None = None,
                     checkpoint_every: int = 200, encoder_name: str = "minilm-l6",
@@ -99,13 +110,14 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     sched = get_linear_schedule_with_warmup(opt, int(0.06 * total), total)
 
     start = 0
+    curve: list[dict] = []
     if (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
         model.load_state_dict(load_file(str(ckpt / "encoder.safetensors")))
         head.load_state_dict(load_file(str(ckpt / "head.safetensors")))
         start = int(state["step"])
-        for _ in range(start):
-            sched.step()
+        curve = list(state.get("valid_curve", []))  # the validation points before the interruption
+        _advance(sched, start)
         log.info("resuming fine-tuning from step %d/%d (%s)", start, total, ckpt)
 
     order: list[list[int]] = []
@@ -115,7 +127,6 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     loss_fn = torch.nn.BCEWithLogitsLoss() if multi else torch.nn.CrossEntropyLoss()
     vx, vy = splits.get("valid") or ([], [])
     vsub = rng.sample(range(len(vx)), min(eval_limit, len(vx))) if eval_every and vx else []
-    curve: list[dict] = []
 
     def valid_accuracy() -> float:
         model.eval()
@@ -139,8 +150,7 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
             if affordable < total:
                 total = max(step + 1, affordable)
                 sched = get_linear_schedule_with_warmup(opt, int(0.06 * total), total)
-                for _ in range(step):
-                    sched.step()
+                _advance(sched, step)
                 bar.total = total
                 log.info("time budget %.0fs: %d of %d planned steps (%.2fs/step)", time_budget_s, total, planned, per_step)
         idx = order[step]
@@ -153,11 +163,6 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
         sched.step()
         opt.zero_grad()
         losses.append(loss.item())
-        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < total:
-            ckpt.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt / "encoder.safetensors"))
-            save_file(head.state_dict(), str(ckpt / "head.safetensors"))
-            (ckpt / "state.json").write_text(json.dumps({"step": step + 1, "total": total}))
         step += 1
         bar.update(1)
         if vsub and not multi and step % eval_every == 0:
@@ -165,8 +170,12 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
                           "valid_accuracy": valid_accuracy(), "seconds": round(time.time() - t0, 1)})
             bar.set_postfix(valid_acc=f"{curve[-1]['valid_accuracy']:.3f}")
             out.mkdir(parents=True, exist_ok=True)
-            with (out / "valid_curve.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps(curve[-1]) + "\n")
+            (out / "valid_curve.jsonl").write_text("".join(json.dumps(c) + "\n" for c in curve), encoding="utf-8")
+        if checkpoint_every and step % checkpoint_every == 0 and step < total:  # after the validation point
+            ckpt.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt / "encoder.safetensors"))
+            save_file(head.state_dict(), str(ckpt / "head.safetensors"))
+            (ckpt / "state.json").write_text(json.dumps({"step": step, "total": total, "valid_curve": curve}))
     bar.close()
     train_time = time.time() - t0
     model.eval()
@@ -190,3 +199,48 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
                                 "examples_seen": total * batch_size, "time_budget_s": time_budget_s},
             "finetune_seconds": round(train_time, 1), "valid_curve": curve,
             "final_train_loss": float(np.mean(losses[-50:])) if losses else None}
+
+
+def train_finetuned_ensemble(config: ClassifierConfig, splits: dict, out_dir: str | Path, members: int, seed: int = 0,
+                             **opts) -> dict[str, Any]:
+    """``members`` fine-tuned classifiers with seeds ``seed … seed+members-1``, combined by the mean of their
+    probabilities (:class:`EnsembleClassifier`). Each member is trained in ``<final>.members/`` next to the output
+    and kept there once finished, so an interrupted run resumes with the next member (and the unfinished member
+    from its own checkpoint); the finished ensemble moves into ``out_dir``."""
+    from empathkit.classifiers.ensemble import EnsembleClassifier
+    from empathkit.classifiers.train import evaluate
+
+    out = Path(out_dir)
+    work = out.with_name(out.name.replace(".partial", "") + ".members")
+    work.mkdir(parents=True, exist_ok=True)
+    runs, names = [], []
+    for i in range(members):
+        name = f"member-{i}"
+        done = work / name
+        if (done / "result.json").is_file():
+            log.info("ensemble member %d/%d already trained (%s)", i + 1, members, done)
+            runs.append(json.loads((done / "result.json").read_text(encoding="utf-8")))
+        else:
+            part = work / f"{name}.partial"
+            if part.exists():
+                shutil.rmtree(part)
+            res = train_finetuned(config, splits, part, seed=seed + i, **opts)
+            res["seed"] = seed + i
+            (part / "result.json").write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
+            part.rename(done)
+            runs.append(res)
+        names.append(name)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.move(str(work / name), str(out / name))
+    shutil.rmtree(work)
+    ens = EnsembleClassifier([TextClassifier.load(out / n) for n in names])
+    ens.save(out, names)
+    test = evaluate(ens, *splits["test"])
+    valid = evaluate(ens, *splits["valid"]) if splits.get("valid") and splits["valid"][0] else {}
+    return {"method": f"ensemble of {members} fine-tuned minilm+linear (mean probability)", "test": test, "valid": valid,
+            "members": [{"seed": r["seed"], "test": r["test"], "valid": r["valid"],
+                         "finetune_seconds": r["finetune_seconds"]} for r in runs],
+            "hyperparameters": {**runs[0]["hyperparameters"], "members": members},
+            "finetune_seconds": round(sum(r["finetune_seconds"] for r in runs), 1),
+            "valid_curve": runs[0]["valid_curve"]}

@@ -11,11 +11,11 @@ from typing import Sequence
 
 import numpy as np
 
-from empathkit.classifiers.core import ClassifierConfig, _check_inputs
+from empathkit.classifiers.core import ClassifierConfig, LabelPredictions, _check_inputs
 from empathkit.errors import ResourceMissing
 
 
-class HubClassifier:
+class HubClassifier(LabelPredictions):
     def __init__(self, source: str, kind: str, input: str = "text", max_length: int = 128):
         try:
             import torch  # noqa: F401
@@ -61,13 +61,3 @@ class HubClassifier:
         for i, row in out:
             res[i] = row
         return res
-
-    def predict(self, inputs: Sequence, batch_size: int = 32, show_progress: bool = False) -> list[tuple[str, float]]:
-        p = self.predict_proba(inputs, batch_size)
-        return [(self.labels[int(r.argmax())], float(r.max())) for r in p]
-
-    def predict_labels(self, inputs: Sequence, threshold: float | None = None, fallback: str | None = None,
-                       batch_size: int = 32) -> list[list[str]]:
-        thr = self.config.threshold if threshold is None else threshold
-        p = self.predict_proba(inputs, batch_size)
-        return [[self.labels[j] for j in np.flatnonzero(r >= thr)] or ([fallback] if fallback else []) for r in p]

@@ -206,11 +206,13 @@ def train_linear(kind: str, config: ClassifierConfig, splits: dict, info: dict, 
     return {"method": "frozen-minilm+" + ("mlp" if head == "mlp" else "logreg"), "test": test, "selection": sel, "embed_seconds": round(t_embed, 1)}
 
 
-def _emotion_config() -> ClassifierConfig:
+def _emotion_config(input_turns: int | None = None) -> ClassifierConfig:
     from empathkit.data.emotions import EMOTIONS
 
+    what = f"last {input_turns} context turns" if input_turns else "whole dialogue context"
     return ClassifierConfig(kind="emotion", labels=list(EMOTIONS), input="text", max_seq_length=128,
-                            extra={"input_format": "last 3 context turns joined by spaces (emotion_input)"})
+                            extra={"input_format": f"{what} joined by spaces (emotion_input)",
+                                   "input_turns": input_turns})
 
 
 def _goemotions_config(labels: list[str]) -> ClassifierConfig:
@@ -250,18 +252,20 @@ def _limit(splits: dict, info: dict, sizes: dict, seed: int) -> None:
             info["sizes"][split] = n
 
 
-def _plan(kind: str, quick: bool, seed: int, root, method: str = "linear") -> tuple[ClassifierConfig, dict, dict, dict]:
+def _plan(kind: str, quick: bool, seed: int, root, method: str = "linear", input_turns: int | None = None
+          ) -> tuple[ClassifierConfig, dict, dict, dict]:
     """(config, splits, info, training options) for one kind. Train sizes are capped to fit the time budget
-    (fine-tuning caps its training set itself: ``train_limit``)."""
+    (fine-tuning caps its training set itself: ``train_limit``). ``input_turns`` (emotion only): train on the last
+    N context turns instead of the whole context."""
     from empathkit.classifiers import data as D
 
     sizes = {} if quick else dict(SIZES.get(kind, {}))
     if method == "finetune":
         sizes.pop("train", None)
     if kind == "emotion":
-        splits, info = D.load_emotion(root, quick=quick, seed=seed)
+        splits, info = D.load_emotion(root, quick=quick, seed=seed, max_turns=input_turns)
         _limit(splits, info, sizes, seed)
-        return _emotion_config(), splits, info, {"select_on": "accuracy"}
+        return _emotion_config(input_turns), splits, info, {"select_on": "accuracy"}
     if kind == "goemotions":
         splits, info = D.load_goemotions(root, quick=quick, seed=seed)
         _limit(splits, info, sizes, seed)
@@ -278,24 +282,36 @@ def _plan(kind: str, quick: bool, seed: int, root, method: str = "linear") -> tu
 
 
 def train_kind(kind: str, quick: bool = False, seed: int = 0, out_dir: str | Path | None = None, root=None,
-               method: str = "linear", extra_eval: Callable | None = None, **finetune_opts) -> dict[str, Any]:
-    """Train one kind and write it to ``out_dir`` (default: its cache folder). Returns the metrics dict."""
+               method: str = "linear", extra_eval: Callable | None = None, input_turns: int | None = None,
+               members: int = 1, **finetune_opts) -> dict[str, Any]:
+    """Train one kind and write it to ``out_dir`` (default: its cache folder). Returns the metrics dict.
+    ``members`` > 1 (finetune only): a seed ensemble (seeds ``seed … seed+members-1``, mean probability)."""
     from empathkit.classifiers import KINDS, classifier_dir
     from empathkit.runs import library_versions, save_run_meta, set_seed
 
     if kind not in KINDS:
         raise ConfigError(f"unknown classifier kind {kind!r}; known: {', '.join(KINDS)}")
+    if input_turns is not None and (kind != "emotion" or input_turns < 1):
+        raise ConfigError(f"input_turns applies to the emotion classifier only and must be ≥ 1 (got {input_turns} "
+                          f"for {kind!r})")
+    if members < 1 or (members > 1 and method != "finetune"):
+        raise ConfigError(f"members must be ≥ 1, and > 1 only with method finetune (got {members}, {method!r})")
     set_seed(seed)
     final = Path(out_dir) if out_dir else classifier_dir(kind)
     tmp = final.with_name(final.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     t0, c0 = time.time(), time.process_time()
-    config, splits, info, opts = _plan(kind, quick, seed, root, method)
+    config, splits, info, opts = _plan(kind, quick, seed, root, method, input_turns)
     if method == "finetune":
         from empathkit.classifiers.finetune import train_finetuned
 
-        result = train_finetuned(config, splits, tmp, seed=seed, **finetune_opts)
+        if members > 1:
+            from empathkit.classifiers.finetune import train_finetuned_ensemble
+
+            result = train_finetuned_ensemble(config, splits, tmp, members, seed=seed, **finetune_opts)
+        else:
+            result = train_finetuned(config, splits, tmp, seed=seed, **finetune_opts)
     elif method in ("linear", "mlp"):
         result = train_linear(kind, config, splits, info, tmp, seed, select_on=opts["select_on"], head=method)
     else:
@@ -306,7 +322,8 @@ def train_kind(kind: str, quick: bool = False, seed: int = 0, out_dir: str | Pat
                    "cpu_seconds": round(time.process_time() - c0, 1),
                    "versions": library_versions(), "labels": config.labels})
     (tmp / "metrics.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
-    save_run_meta(tmp, {"kind": kind, "method": method, "quick": quick, **{k: v for k, v in finetune_opts.items()}}, seed)
+    save_run_meta(tmp, {"kind": kind, "method": method, "quick": quick, "input_turns": input_turns, "members": members,
+                        **{k: v for k, v in finetune_opts.items()}}, seed)
     from empathkit.classifiers.card import write_card
 
     write_card(tmp, result)

@@ -115,10 +115,59 @@ def test_load_classifier_from_cache_and_env_folder(isolated_cache, clf, tmp_path
     assert other is not got and other.path == tmp_path / "elsewhere"
 
 
-def test_predict_context_emotion_uses_last_turns(isolated_cache, clf):
+def test_predict_context_emotion_follows_the_recorded_input_convention(isolated_cache):
     from empathkit.classifiers import predict_context_emotion
 
-    _LOADED[("emotion", "")] = clf
-    out = predict_context_emotion([["I was angry before", "ok", "now I am just sad"], ["so happy"]], max_turns=1)
-    assert [lab for lab, _ in out] == ["sad", "joyful"]  # only the last turn is seen with max_turns=1
-    assert predict_context_emotion([["I was angry before", "ok", "now I am just sad"]], max_turns=3)[0][0] in ("sad", "angry")
+    class Recording(KeywordEncoder):
+        seen: list = []
+
+        def encode(self, texts, batch_size=64, show_progress=False):
+            self.seen.extend(texts)
+            return super().encode(texts, batch_size, show_progress)
+
+    W, b = keyword_head(LABELS, {"sad": "sad", "happy": "joyful", "angry": "angry"})
+    ctx = [["I was angry", "ok", "fine", "now I am just happy"], ["so sad"]]
+
+    def with_extra(extra):
+        enc = Recording()
+        enc.seen = []
+        _LOADED[("emotion", "")] = TextClassifier(ClassifierConfig(kind="emotion", labels=LABELS, extra=extra), W, b,
+                                                  encoder=enc)
+        labels = [lab for lab, _ in predict_context_emotion(ctx)]
+        return enc.seen, labels
+
+    whole = with_extra({"input_turns": None})
+    assert whole[0] == ["I was angry ok fine now I am just happy", "so sad"]
+    assert whole[1][1] == "sad" and whole[1][0] in ("joyful", "angry")  # the first turn is seen
+    assert with_extra({"input_turns": 1}) == (["now I am just happy", "so sad"], ["joyful", "sad"])
+    assert with_extra({})[0] == ["ok fine now I am just happy", "so sad"]  # saved before the record: last 3 turns
+
+
+def test_ensemble_means_member_probabilities_saves_loads_and_checks_members(isolated_cache, tmp_path):
+    import json
+
+    from empathkit.classifiers.ensemble import EnsembleClassifier
+
+    W1, b = keyword_head(LABELS, {"sad": "sad", "happy": "joyful", "angry": "angry"})
+    W2, _ = keyword_head(LABELS, {"sad": "angry", "happy": "joyful", "angry": "sad"})
+    ens_dir = classifier_dir("emotion")
+    for name, W in (("member-0", W1), ("member-1", W2)):
+        TextClassifier(ClassifierConfig(kind="emotion", labels=LABELS, encoder="minilm-l6"), W, b).save(ens_dir / name)
+    members = [TextClassifier.load(ens_dir / n) for n in ("member-0", "member-1")]
+    for m in members:
+        m._encoder = KeywordEncoder()
+    ens = EnsembleClassifier(members)
+    p = ens.predict_proba(["I am sad"])
+    assert np.allclose(p, (members[0].predict_proba(["I am sad"]) + members[1].predict_proba(["I am sad"])) / 2)
+    assert p[0, 0] == pytest.approx(p[0, 2]) and ens.predict(["so happy"])[0][0] == "joyful"
+    ens.save(ens_dir, ["member-0", "member-1"])
+    assert is_trained("emotion")
+    loaded = load_classifier("emotion")
+    assert isinstance(loaded, EnsembleClassifier) and loaded.config.extra["members"] == 2
+    # bad descriptions name the file and field; members must agree on labels
+    (ens_dir / "ensemble.json").write_text(json.dumps({"members": ["../x"]}))
+    with pytest.raises(DataError, match="ensemble.json.*members"):
+        TextClassifier.load(ens_dir)
+    odd = TextClassifier(ClassifierConfig(kind="emotion", labels=["a", "b"]), np.zeros((2, 4)), np.zeros(2))
+    with pytest.raises(DataError, match="disagree"):
+        EnsembleClassifier([members[0], odd])

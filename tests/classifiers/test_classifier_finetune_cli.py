@@ -89,6 +89,82 @@ def test_finetune_validation_curve_and_continue_from(tiny_st, tmp_path):
                        atol=1e-5)
 
 
+def test_finetune_resume_keeps_the_validation_curve(tiny_st, tmp_path, monkeypatch):
+    """An interrupted run resumes from its checkpoint and its validation curve keeps the points from before."""
+    import json
+
+    import torch
+
+    from empathkit.classifiers.finetune import train_finetuned
+
+    splits, cfg = _toy_emotion()
+    out = tmp_path / "emotion.partial"
+    kw = dict(seed=0, epochs=2, max_seq_length=16, batch_size=8, lr=1e-3, checkpoint_every=2, encoder_name=tiny_st,
+              eval_every=2, eval_limit=4)
+    real_clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def crash_on_third_step(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_clip(*a, **k)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", crash_on_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_finetuned(cfg, splits, out, **kw)
+    state = json.loads((tmp_path / "emotion.checkpoint" / "state.json").read_text())
+    assert state["step"] == 2 and [c["step"] for c in state["valid_curve"]] == [2]
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", real_clip)
+    res = train_finetuned(cfg, splits, out, **kw)
+    assert [c["step"] for c in res["valid_curve"]] == [2, 4]
+    assert [json.loads(x)["step"] for x in (out / "valid_curve.jsonl").read_text().splitlines()] == [2, 4]
+    assert not (tmp_path / "emotion.checkpoint").exists()
+
+
+def test_finetune_ensemble_trains_seeded_members_and_resumes_after_the_finished_ones(tiny_st, tmp_path,
+                                                                                       monkeypatch):
+    """members=2: seeds 0 and 1, mean of their probabilities; a crash in member 1 keeps member 0, which the rerun
+    does not train again; the result loads as an ensemble through TextClassifier.load."""
+    import torch
+
+    from empathkit.classifiers import finetune
+    from empathkit.classifiers.core import TextClassifier
+    from empathkit.classifiers.ensemble import EnsembleClassifier
+
+    splits, cfg = _toy_emotion()
+    out = tmp_path / "emotion.partial"
+    kw = dict(epochs=1, max_seq_length=16, batch_size=8, lr=1e-3, checkpoint_every=0, encoder_name=tiny_st)
+    seeds, real_train, real_clip, calls = [], finetune.train_finetuned, torch.nn.utils.clip_grad_norm_, []
+
+    def counting_train(*a, **k):
+        seeds.append(k["seed"])
+        return real_train(*a, **k)
+
+    def crash_in_member_1(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:  # member 0 takes 2 steps
+            raise KeyboardInterrupt
+        return real_clip(*a, **k)
+
+    monkeypatch.setattr(finetune, "train_finetuned", counting_train)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", crash_in_member_1)
+    with pytest.raises(KeyboardInterrupt):
+        finetune.train_finetuned_ensemble(cfg, splits, out, 2, seed=0, **kw)
+    assert (tmp_path / "emotion.members" / "member-0" / "result.json").is_file()
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", real_clip)
+    res = finetune.train_finetuned_ensemble(cfg, splits, out, 2, seed=0, **kw)
+    assert seeds == [0, 1, 1]  # member 0 was not trained again
+    assert [m["seed"] for m in res["members"]] == [0, 1] and res["hyperparameters"]["members"] == 2
+    assert not (tmp_path / "emotion.members").exists()
+    ens = TextClassifier.load(out)
+    assert isinstance(ens, EnsembleClassifier) and len(ens.members) == 2
+    probe = ["so happy today", "sad news"]
+    want = (TextClassifier.load(out / "member-0").predict_proba(probe) + TextClassifier.load(out / "member-1")
+            .predict_proba(probe)) / 2
+    assert np.allclose(ens.predict_proba(probe), want, atol=1e-6)
+    assert not np.allclose(want, TextClassifier.load(out / "member-0").predict_proba(probe), atol=1e-4)
+
+
 def test_cli_list_and_predict_untrained(tmp_path, monkeypatch):
     from empathkit.classifiers import _LOADED
     from empathkit.cli.main import app

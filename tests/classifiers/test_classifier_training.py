@@ -111,6 +111,32 @@ def test_cap_per_class_and_emotion_input():
     xs, ys = D.cap_per_class(list("abcdefg"), ["x", "x", "x", "x", "y", "y", "z"], 2, seed=0)
     assert sorted(ys) == ["x", "x", "y", "y", "z"]
     assert D.emotion_input(["one", "two  words", "three", "four"], 3) == "two words three four"
+    assert D.emotion_input(["one", "two  words", "three", "four"]) == "one two words three four"  # default: all
+
+
+def test_emotion_plan_whole_context_or_last_turns(tmp_path):
+    """Every listener turn's context is one example (the whole context by default, the last N turns on request),
+    train adds the situation texts, and the classifier config records the convention for prediction time."""
+    from empathkit.classifiers.train import _plan, train_kind
+    from empathkit.errors import ConfigError
+
+    d = tmp_path / "empathetic_dialogues" / "empatheticdialogues"
+    d.mkdir(parents=True)
+    rows = ("c1,1,sad,My dog died.,1,my dog died,,\nc1,2,sad,My dog died.,2,oh no,,\n"
+            "c1,3,sad,My dog died.,1,he was old,,\nc1,4,sad,My dog died.,2,so sorry,,\n")
+    for split in ("train", "valid", "test"):
+        (d / f"{split}.csv").write_text("conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
+                                        + rows, encoding="utf-8")
+    cfg, splits, info, _ = _plan("emotion", False, 0, tmp_path, "finetune")
+    assert splits["test"] == (["my dog died", "my dog died oh no he was old"], ["sad", "sad"])
+    assert splits["train"][0][-1] == "My dog died."  # situation augmentation (train only)
+    assert cfg.extra["input_turns"] is None and info["input"] == "whole context"
+    cfg1, splits1, _, _ = _plan("emotion", False, 0, tmp_path, "finetune", input_turns=1)
+    assert splits1["test"][0] == ["my dog died", "he was old"] and cfg1.extra["input_turns"] == 1
+    with pytest.raises(ConfigError, match="emotion classifier only"):
+        train_kind("intent", root=tmp_path, input_turns=2)
+    with pytest.raises(ConfigError, match="only with method finetune"):
+        train_kind("emotion", root=tmp_path, members=2, method="linear")
 
 
 @requires_minilm
