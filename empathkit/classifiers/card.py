@@ -56,7 +56,7 @@ def write_card(folder: str | Path, m: dict[str, Any]) -> Path:
     v = m.get("versions", {})
     lines += [
         f"- Training time: {m.get('train_seconds')} s wall, {m.get('cpu_seconds')} s CPU on this machine, 2 shared "
-        f"cores (embedding {m.get('embed_seconds', '—')} s; seed {m.get('seed')})",
+        f"cores ({_time_split(m)}seed {m.get('seed')})",
         f"- Versions: torch {v.get('torch')}, transformers {v.get('transformers')}, sentence-transformers "
         f"{v.get('sentence-transformers')}, scikit-learn {v.get('scikit-learn')}, git {v.get('git_commit', '')[:10]}",
         "",
@@ -71,3 +71,12 @@ def write_card(folder: str | Path, m: dict[str, Any]) -> Path:
     p = Path(folder) / "card.md"
     p.write_text("\n".join(lines), encoding="utf-8")
     return p
+
+
+def _time_split(m: dict) -> str:
+    """Where the training time went: the embedding pass (frozen methods) or fine-tuning."""
+    if m.get("embed_seconds") is not None:
+        return f"embedding {m['embed_seconds']} s; "
+    if m.get("finetune_seconds") is not None:
+        return f"fine-tuning {m['finetune_seconds']} s; "
+    return ""

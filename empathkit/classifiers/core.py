@@ -71,6 +71,12 @@ def _load_encoder(name_or_path: str, max_seq_length: int):
     return model
 
 
+def embedding_dim(model) -> int:
+    """Output width of a SentenceTransformer (the method was renamed in sentence-transformers 5.x)."""
+    fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(fn())
+
+
 class Encoder:
     """A sentence-transformers encoder with an embedding memo (text → vector) bounded to ``memo_size`` entries."""
 
@@ -81,7 +87,7 @@ class Encoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return embedding_dim(self.model)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         todo = list(dict.fromkeys(t for t in texts if t not in self.memo))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from empathkit.classifiers.core import ClassifierConfig, TextClassifier
+from empathkit.classifiers.core import ClassifierConfig, TextClassifier, embedding_dim
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     full = SentenceTransformer(start_from, device="cpu", trust_remote_code=False)
     model = SentenceTransformer(modules=[full[0], full[1]], device="cpu")  # Transformer + mean Pooling, no Normalize
     model.max_seq_length = max_seq_length
-    dim = model.get_sentence_embedding_dimension()
+    dim = embedding_dim(model)
     head = torch.nn.Linear(dim, len(config.labels))
     if init_from:  # the head is trained already: it continues at the encoder's rate
         head_lr = lr

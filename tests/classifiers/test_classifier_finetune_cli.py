@@ -225,6 +225,10 @@ def test_real_emotion_classifier_if_trained():
     assert out[2][0] in {"angry", "furious", "annoyed", "disgusted"}
     m = read_metrics("emotion")
     assert m["test"]["accuracy"] > 0.3 and m["data"]["sizes"]["test"] > 5000
+    if m.get("members"):  # the default: a seed ensemble whose folder holds every member
+        assert len(clf.members) == len(m["members"]) == m["hyperparameters"]["members"]
+        p = clf.predict_proba(texts)
+        assert np.allclose(p, np.mean([mem.predict_proba(texts) for mem in clf.members], axis=0), atol=1e-6)
 
 
 def test_hub_path_wraps_a_local_transformers_classifier(tmp_path, monkeypatch):
