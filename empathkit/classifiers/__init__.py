@@ -95,11 +95,10 @@ def predict_context_emotion(contexts: list[list[str]], source: str | None = None
                             ) -> list[tuple[str, float]]:
     """Top ED emotion ``(label, probability)`` of each dialogue context (a list of turns, oldest first), with the
     input convention the ``emotion`` classifier records in its config (whole context, or its last N turns)."""
-    from empathkit.classifiers.data import emotion_input, input_turns_of
+    from empathkit.classifiers.data import context_inputs
 
     clf = load_classifier("emotion", source)
-    n = input_turns_of(clf)
-    return clf.predict([emotion_input(c, n) for c in contexts], batch_size=batch_size)
+    return clf.predict(context_inputs(clf, contexts), batch_size=batch_size)
 
 
 def read_metrics(kind: str) -> dict | None:

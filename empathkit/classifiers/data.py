@@ -84,6 +84,12 @@ def input_turns_of(clf) -> int | None:
     return extra.get("input_turns", 3)  # null in the config: the whole context
 
 
+def context_inputs(clf, contexts) -> list[str]:
+    """The classifier inputs for dialogue contexts (lists of turns, oldest first), in ``clf``'s recorded convention."""
+    n = input_turns_of(clf)
+    return [emotion_input(list(c), n) for c in contexts]
+
+
 def load_emotion(root=None, quick: bool = False, seed: int = 0, cap: int | None = None,
                  max_turns: int | None = None, augment_situation: bool = True) -> tuple[Splits, dict]:
     """ED emotion (32 labels). Train examples: the first speaker turn of each conversation, the context before each

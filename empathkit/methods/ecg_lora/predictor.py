@@ -16,7 +16,7 @@ def classifier_predictor() -> EmotionPredictor | None:
     """The trained ``emotion`` classifier (``empathkit classifiers train emotion``) as a predictor, or None."""
     try:
         from empathkit.classifiers import load_classifier
-        from empathkit.classifiers.data import emotion_input, input_turns_of
+        from empathkit.classifiers.data import context_inputs
     except ImportError:
         return None
     try:
@@ -28,7 +28,6 @@ def classifier_predictor() -> EmotionPredictor | None:
         return None
 
     def predict(contexts: Sequence[Sequence[str]]) -> list:
-        texts = [emotion_input(list(c), input_turns_of(clf)) for c in contexts]
-        return [lab for lab, _ in clf.predict(texts)]
+        return [lab for lab, _ in clf.predict(context_inputs(clf, contexts))]
 
     return predict
