@@ -124,6 +124,11 @@ def _check_inputs(inputs: Sequence, pair: bool) -> None:
             raise DataError(f"input {i}: expected a string, got {type(x).__name__}")
 
 
+def write_config(folder: Path, config: ClassifierConfig) -> None:
+    """``config.json`` of a classifier folder (single or ensemble)."""
+    (folder / "config.json").write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
+
+
 def is_classifier_folder(p: str | Path) -> bool:
     """A trained empathkit classifier folder: a single classifier (``head.safetensors``) or an ensemble."""
     p = Path(p)
@@ -234,7 +239,7 @@ class TextClassifier(LabelPredictions):
             tensors.update({"hidden.weight": self.hidden[0], "hidden.bias": self.hidden[1]})
         # contiguous copies: safetensors writes the raw buffer, so a transposed view would be saved scrambled
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(p / "head.safetensors"))
-        (p / "config.json").write_text(json.dumps(asdict(self.config), indent=2), encoding="utf-8")
+        write_config(p, self.config)
         self.path = p
         return p
 

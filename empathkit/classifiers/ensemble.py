@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from empathkit.classifiers.core import ClassifierConfig, LabelPredictions, TextClassifier
+from empathkit.classifiers.core import ClassifierConfig, LabelPredictions, TextClassifier, write_config
 from empathkit.errors import DataError, ResourceMissing
 
 COMBINE = "mean-probability"
@@ -50,7 +50,7 @@ class EnsembleClassifier(LabelPredictions):
             raise ResourceMissing(f"{p}: ensemble member folders missing: {', '.join(missing)}")
         (p / "ensemble.json").write_text(json.dumps({"members": list(member_dirs), "combine": COMBINE}, indent=2),
                                          encoding="utf-8")
-        (p / "config.json").write_text(json.dumps(asdict(self.config), indent=2), encoding="utf-8")
+        write_config(p, self.config)
         self.path = p
         return p
 
