@@ -187,6 +187,22 @@ def _judge_local(prompts: list[str], model, tok, batch_size: int = 16, progress:
     return out
 
 
+# Measured with benchmarks/evaluation.py on 2 idle cores with the default 135M backbone (docs/metrics/README.md, Cost).
+FLOAT32_CPU_SECONDS_PER_EXAMPLE = 0.36
+SLOW_JUDGE_WARN_SECONDS = 300
+
+
+def _warn_slow_local_judge(n: int, dtype: str, device: str) -> float:
+    """Warn (and return the estimate) when the local judge will run long in float32 on a CPU: where bfloat16 is not
+    native this is the slowest part of the suite, and the user can pick a seeded subset or a remote judge."""
+    est = n * FLOAT32_CPU_SECONDS_PER_EXAMPLE
+    if device == "cpu" and dtype.endswith("float32") and est > SLOW_JUDGE_WARN_SECONDS:
+        log.warning("local G-Score judge on %d examples in float32 on a CPU: about %.0f min on 2 cores (bfloat16 is "
+                    "not native here). For a seeded subset use --opt g-score.max_examples=1000; for a remote judge "
+                    "set judge.backend=openai.", n, est / 60)
+    return est
+
+
 @register_metric("g-score", family="judge", needs=("judge",),
                  description="LLM-as-judge G-Score: relevance, fluency, informativeness, coherence (1-5) and their mean")
 def g_score(batch: Batch, resources=None, backend: str | None = None, model: str | None = None,
@@ -209,6 +225,7 @@ def g_score(batch: Batch, resources=None, backend: str | None = None, model: str
             from empathkit.metrics.resources import _causal_lm
 
             lm, tok = _causal_lm(name, res.lm_dtype())
+        _warn_slow_local_judge(len(prompts), str(next(lm.parameters()).dtype), next(lm.parameters()).device.type)
         parsed = _judge_local(prompts, lm, tok, batch_size, progress=len(prompts) > 64)
         judge_name = f"local {name}, {res.lm_dtype()} (expected score over 1-5)"
     else:

@@ -103,3 +103,16 @@ def test_lm_dtype_auto_follows_native_bf16(monkeypatch):
     assert backbones.resolve_dtype("auto") == "float32" and backbones.resolve_dtype("bfloat16") == "bfloat16"
     with pytest.raises(Exception, match="lm_dtype"):
         Resources({"lm_dtype": "int4"})
+
+
+def test_slow_local_judge_warns_only_for_long_float32_cpu_runs(caplog):
+    from empathkit.metrics.judge import _warn_slow_local_judge
+
+    with caplog.at_level("WARNING", logger="empathkit.metrics.judge"):
+        assert _warn_slow_local_judge(2547, "torch.float32", "cpu") > 600
+        assert "g-score.max_examples" in caplog.text
+        caplog.clear()
+        _warn_slow_local_judge(2547, "torch.bfloat16", "cpu")  # native bf16: the fast path
+        _warn_slow_local_judge(2547, "torch.float32", "cuda")
+        _warn_slow_local_judge(100, "torch.float32", "cpu")  # short run
+    assert caplog.text == ""
