@@ -11,7 +11,7 @@ import pytest
 from _clf_fakes import requires_minilm
 from empathkit.classifiers import data as D
 from empathkit.classifiers.core import ClassifierConfig, TextClassifier
-from empathkit.classifiers.train import fit_linear_head, fit_mlp_head
+from empathkit.classifiers.train import choose_trial, fit_linear_head, fit_mlp_head
 from empathkit.errors import DataError
 
 
@@ -34,6 +34,23 @@ def test_linear_head_learns_separable_classes_and_handles_absent_class():
     assert [labels[i] for i in pred] == ys["test"]
     assert b[2] < -1000  # absent class can never win
     assert sel["C"] in (0.25, 1.0, 4.0) and len(sel["trials"]) == 6
+
+
+def test_choice_of_c_ignores_float_noise_between_machines():
+    """The EPITOME-IP trials of two CPUs (session logs): arg-max picked C=1 on one and C=0.25 on the other; within
+    the tolerance both pick the most regularised near-best fit, and a real gap still wins."""
+    def trials(scores):
+        grid = [(c, cw) for cw in (None, "balanced") for c in (0.25, 1.0, 4.0)]
+        return [{"C": c, "class_weight": cw, "valid_macro_f1": s} for (c, cw), s in zip(grid, scores)]
+
+    cpu_a = trials([0.4968, 0.4995, 0.4856, 0.5345, 0.5359, 0.4932])
+    cpu_b = trials([0.4968, 0.4995, 0.4856, 0.5345, 0.5329, 0.4932])
+    assert choose_trial(cpu_a, "valid_macro_f1", 0.0) == 4 and choose_trial(cpu_b, "valid_macro_f1", 0.0) == 3
+    assert choose_trial(cpu_a, "valid_macro_f1") == choose_trial(cpu_b, "valid_macro_f1") == 3
+    gap = trials([0.50, 0.55, 0.60, 0.40, 0.40, 0.40])
+    assert choose_trial(gap, "valid_macro_f1") == 2  # a difference larger than the tolerance is a preference
+    tie = trials([0.5] * 6)
+    assert choose_trial(tie, "valid_macro_f1") == 0  # equal C: the earlier trial (class_weight None first)
 
 
 def test_multi_label_head_is_one_vs_rest_sigmoid():
