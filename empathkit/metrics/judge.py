@@ -226,7 +226,8 @@ def g_score(batch: Batch, resources=None, backend: str | None = None, model: str
             from empathkit.metrics.resources import _causal_lm
 
             lm, tok = _causal_lm(name, res.lm_dtype())
-        _warn_slow_local_judge(len(prompts), str(next(lm.parameters()).dtype), next(lm.parameters()).device.type)
+        weight = next(lm.parameters())
+        _warn_slow_local_judge(len(prompts), str(weight.dtype), weight.device.type)
         parsed = _judge_local(prompts, lm, tok, batch_size, progress=len(prompts) > 64)
         judge_name = f"local {name}, {res.lm_dtype()} (expected score over 1-5)"
     else:
