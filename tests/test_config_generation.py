@@ -13,7 +13,7 @@ from empathkit.errors import ConfigError
 from empathkit.methods import METHODS
 from empathkit.methods.prompt import PromptConfig
 from empathkit.methods.prompt import load as load_prompt
-from empathkit.methods.prompt.templates import TEMPLATES
+from empathkit.models.templates import TEMPLATES
 from empathkit.models.generation import GenerationSettings, _buckets, generate_texts
 from empathkit.runs import read_jsonl, save_run_meta, write_jsonl
 
@@ -73,7 +73,7 @@ def test_prompt_baseline_uses_template_and_emotion(tiny_model, dialogues):
     model, tok = tiny_model
     gen = load_prompt({"template": "structured-v1"}, model=model, tokenizer=tok)
     ex = to_examples(dialogues[:2], "every-listener")
-    sp = gen.system_prompt_for(ex[0])
+    sp = gen.system_prompt(gen.example_controls(ex[:1])[0])
     assert "# Role" in sp and "# Guidelines" in sp and "joyful" in sp
     preds = gen.generate(ex, GenerationSettings(max_new_tokens=4), progress=False)
     assert [p.id for p in preds] == [e.id for e in ex]
@@ -81,7 +81,7 @@ def test_prompt_baseline_uses_template_and_emotion(tiny_model, dialogues):
     assert preds[0].reference == ex[0].target
     lc = load_prompt({"template": "length-controlled-v1"}, model=model, tokenizer=tok)
     assert lc.default_settings.max_new_tokens == TEMPLATES.get("length-controlled-v1").max_new_tokens == 40
-    assert "30 words" in lc.system_prompt_for(ex[0])
+    assert "30 words" in lc.system_prompt(lc.example_controls(ex[:1])[0])
 
 
 def test_fit_messages_drops_oldest_turns(tiny_model):

@@ -1,91 +1,166 @@
-"""What every method provides: a ``Generator`` (loaded model + how it formats and conditions examples).
+"""The method interface: what every method provides (a :class:`Generator`) and how it is registered (a
+:class:`MethodSpec`). Serving, chat, evaluation, reports, the demo and the CLI only talk to ``Generator``.
 
-A method is registered as a :class:`MethodSpec`: a pydantic config class, ``train(config, run_dir)`` (``None`` for
-training-free methods) and ``load(run_dir_or_config) -> Generator``. Serving, evaluation and the CLI only talk to
-``Generator``.
+A ``Generator`` answers four questions for any kind of model (causal LM, encoder–decoder, a model of its own):
+
+- :meth:`Generator.chat` — replies to OpenAI-style conversations, batched, with optional per-row streaming
+  (``on_text(row, delta)``) and per-row cancellation (``should_stop(row)``); returns :class:`~empathkit.types.Reply`
+  (text, prompt/completion tokens, finish reason, method info such as the emotion, gate or exemplars used);
+- :meth:`Generator.generate` — predictions for dataset ``Example`` s (built on ``chat``: the example's context becomes
+  the conversation, its gold emotion / situation / exemplars become default ``Controls``);
+- :meth:`Generator.stream` — a synchronous iterator over :class:`StreamEvent` s (text deltas, then the replies);
+- :meth:`Generator.score` — the model's own per-token NLL of each example's reference (the "PPL" of MoEL,
+  ReflectDiffu and REG).
+
+Per-example conditioning travels as generic :class:`~empathkit.types.Controls` (emotion, ECG-LoRA gate, exemplars,
+intent, situation): a method reads the fields it understands and ignores the others.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import queue
+import shutil
+import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from pydantic import BaseModel
+from empathkit.models.chat import example_messages
+from empathkit.models.generation import GenerationSettings, settings_dict
+from empathkit.types import Controls, Example, Prediction, Reply, TokenScore
 
-from empathkit.models.chat import example_messages, fit_messages, render
-from empathkit.models.generation import GenerationSettings, generate_texts, settings_dict
-from empathkit.types import Example, Prediction
+Conversation = list[dict[str, str]]
+OnText = Callable[[int, str], None]
+ShouldStop = Callable[[int], bool]
 
 
-class Generator:
-    """A loaded model that turns examples (or raw chat messages) into responses.
+@dataclass
+class StreamEvent:
+    """One event of :meth:`Generator.stream`: a text ``delta`` of row ``index``, or (``reply`` set) its final reply."""
 
-    Subclasses override :meth:`batch_context` to condition generation on per-example information (e.g. ECG-LoRA's
-    emotion gate) and :meth:`system_prompt_for` to change the prompt.
-    """
+    index: int
+    delta: str = ""
+    reply: Reply | None = None
+
+
+def merge_controls(base: Controls, given: Controls | None) -> Controls:
+    """``base`` with every field ``given`` sets (not None / not empty) taking precedence."""
+    if given is None:
+        return base
+    upd = {f.name: getattr(given, f.name) for f in dataclasses.fields(Controls)
+           if getattr(given, f.name) not in (None, ())}
+    return dataclasses.replace(base, **upd)
+
+
+def controls_list(n: int, controls: Sequence[Controls | None] | None) -> list[Controls]:
+    if controls is None:
+        return [Controls() for _ in range(n)]
+    if len(controls) != n:
+        raise ValueError(f"{len(controls)} controls for {n} inputs")
+    return [c if c is not None else Controls() for c in controls]
+
+
+class Generator(ABC):
+    """A loaded model that turns conversations (or dataset examples) into replies. See the module docstring."""
 
     name = "base"
 
-    def __init__(self, model, tokenizer, system_prompt: str | None = None, info: dict[str, Any] | None = None,
-                 default_settings: GenerationSettings | None = None):
-        self.model, self.tokenizer = model, tokenizer
-        self.system_prompt = system_prompt
+    def __init__(self, info: dict[str, Any] | None = None, default_settings: GenerationSettings | None = None,
+                 source_dir: str | Path | None = None):
         self.info = dict(info or {})
         self.default_settings = default_settings or GenerationSettings()
+        self.source_dir = Path(source_dir) if source_dir is not None else None  # the run dir it was loaded from
 
-    # -- prompt construction -------------------------------------------------------------------------------------
-    def system_prompt_for(self, ex: Example) -> str | None:
-        return self.system_prompt
+    # -- the interface ---------------------------------------------------------------------------------------------
+    @abstractmethod
+    def chat(self, conversations: Sequence[Conversation], settings: GenerationSettings | None = None,
+             controls: Sequence[Controls | None] | None = None, *, on_text: OnText | None = None,
+             should_stop: ShouldStop | None = None, progress: bool = False, desc: str | None = None) -> list[Reply]:
+        """One reply per conversation, batched; ``on_text(row, delta)`` streams rows, ``should_stop(row)`` ends one."""
 
-    def messages_for(self, ex: Example) -> list[dict[str, str]]:
-        return example_messages(ex, self.system_prompt_for(ex))
+    @abstractmethod
+    def score(self, examples: Sequence[Example], controls: Sequence[Controls | None] | None = None,
+              batch_size: int = 8, progress: bool = False) -> list[TokenScore]:
+        """The model's own NLL of each example's reference given its context and controls (teacher forcing)."""
 
-    def prompt_for(self, ex: Example, settings: GenerationSettings) -> str:
-        msgs = fit_messages(self.tokenizer, self.messages_for(ex), settings.max_prompt_tokens)
-        return render(self.tokenizer, msgs)
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in the model's own tokenisation (request bounds, usage reports)."""
 
-    # -- conditioning hook ---------------------------------------------------------------------------------------
-    def batch_context(self, emotions: Sequence[str | None], gates: Sequence[float | None] | None = None) -> ContextManager:
-        """Entered around each batched ``generate`` call with the batch's emotions (and optional forced gates)."""
-        return contextlib.nullcontext()
+    # -- built on the interface --------------------------------------------------------------------------------------
+    def example_controls(self, examples: Sequence[Example],
+                         controls: Sequence[Controls | None] | None = None) -> list[Controls]:
+        """Default controls of dataset examples (gold emotion, situation, annotated exemplars / intent) merged with
+        the caller's."""
+        given = controls_list(len(examples), controls)
+        return [merge_controls(Controls.from_example(ex), c) for ex, c in zip(examples, given)]
 
-    # -- generation ----------------------------------------------------------------------------------------------
+    def example_conversation(self, ex: Example) -> Conversation:
+        return example_messages(ex)
+
     def generate(self, examples: Sequence[Example], settings: GenerationSettings | None = None,
-                 progress: bool = True, gates: Sequence[float | None] | None = None) -> list[Prediction]:
+                 controls: Sequence[Controls | None] | None = None, progress: bool = True) -> list[Prediction]:
         s = settings or self.default_settings
-        prompts = [self.prompt_for(ex, s) for ex in examples]
-        emotions = [ex.emotion for ex in examples]
-        ctx: Callable[[list[int]], ContextManager] = lambda idx: self.batch_context(  # noqa: E731
-            [emotions[i] for i in idx], [gates[i] for i in idx] if gates is not None else None)
-        outs = generate_texts(self.model, self.tokenizer, prompts, s, batch_context=ctx, progress=progress,
-                              desc=f"generating ({self.name})")
+        ctrls = self.example_controls(examples, controls)
+        replies = self.chat([self.example_conversation(ex) for ex in examples], s, ctrls, progress=progress,
+                            desc=f"generating ({self.name})")
         sd = settings_dict(s) | {"method": self.name} | self.info
-        return [Prediction.from_example(ex, o.text, sd, prompt_tokens=o.prompt_tokens, new_tokens=o.new_tokens)
-                for ex, o in zip(examples, outs)]
+        out = []
+        for ex, r in zip(examples, replies):
+            p = Prediction.from_example(ex, r.text, sd, prompt_tokens=r.prompt_tokens, new_tokens=r.completion_tokens,
+                                        finish_reason=r.finish_reason, **r.info)
+            out.append(p)
+        return out
 
-    def chat(self, conversations: Sequence[list[dict[str, str]]], settings: GenerationSettings | None = None,
-             emotions: Sequence[str | None] | None = None, gates: Sequence[float | None] | None = None,
-             progress: bool = False) -> list[str]:
-        """Reply to raw chat conversations (OpenAI-style message lists), batched. Used by chat and serve."""
-        s = settings or self.default_settings
-        prompts = []
-        for msgs in conversations:
-            if self.system_prompt and not any(m["role"] == "system" for m in msgs):
-                msgs = [{"role": "system", "content": self.system_prompt}] + list(msgs)
-            prompts.append(render(self.tokenizer, fit_messages(self.tokenizer, list(msgs), s.max_prompt_tokens)))
-        emos = list(emotions) if emotions is not None else [None] * len(prompts)
-        ctx = lambda idx: self.batch_context([emos[i] for i in idx],  # noqa: E731
-                                             [gates[i] for i in idx] if gates is not None else None)
-        return [o.text for o in generate_texts(self.model, self.tokenizer, prompts, s, batch_context=ctx,
-                                               progress=progress)]
+    def stream(self, conversations: Sequence[Conversation], settings: GenerationSettings | None = None,
+               controls: Sequence[Controls | None] | None = None) -> Iterator[StreamEvent]:
+        """Text deltas as they are generated (all rows in one batch), then one event per row with its reply.
+        Closing the iterator early stops generation."""
+        events: queue.Queue = queue.Queue()
+        closed = threading.Event()
+        done = object()
+
+        def work():
+            try:
+                replies = self.chat(conversations, settings, controls, on_text=lambda i, d: events.put(StreamEvent(i, d)),
+                                    should_stop=lambda i: closed.is_set())
+                for i, r in enumerate(replies):
+                    events.put(StreamEvent(i, reply=r))
+            except BaseException as e:  # noqa: BLE001 — re-raised in the consumer
+                events.put(e)
+            events.put(done)
+
+        t = threading.Thread(target=work, name=f"empathkit-stream-{self.name}", daemon=True)
+        t.start()
+        try:
+            while (ev := events.get()) is not done:
+                if isinstance(ev, BaseException):
+                    raise ev
+                yield ev
+        finally:
+            closed.set()
+            t.join()
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Write a run directory that ``empathkit.api.load_generator(run_dir=…)`` loads back to this generator.
+        The default copies the run directory it was loaded from (without training checkpoints)."""
+        if self.source_dir is None:
+            raise NotImplementedError(f"{type(self).__name__} was not loaded from a run directory: override save()")
+        dest = Path(run_dir)
+        shutil.copytree(self.source_dir, dest, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("checkpoints", "checkpoint-*", "predictions.jsonl"))
+        return dest
 
 
 @dataclass
 class MethodSpec:
+    """A registered method: its pydantic ``model:`` config, ``load(model_config, run_dir) -> Generator`` and
+    ``train(cfg, run_dir, progress) -> run_dir`` (``None`` for training-free methods)."""
+
     name: str
-    config_cls: type[BaseModel]
+    config_cls: type
     load: Callable[..., Generator]
     train: Callable[..., Path] | None = None
     description: str = ""

@@ -1,31 +1,58 @@
-"""Chat formatting: an ``Example`` (or a raw message list) → the model's chat template.
+"""The one prompt builder, shared by training, generation, chat, serving and EmPO's preference pairs.
 
-Speaker (seeker) turns become ``user`` messages, listener turns ``assistant`` messages; an optional system prompt
-comes first. ``max_prompt_tokens`` drops the oldest turns (never the last user turn) until the prompt fits.
+- Speaker (seeker) turns become ``user`` messages, listener turns ``assistant`` messages; leading listener turns are
+  dropped (a conversation starts with the user: Gemma-style templates require it, and training and inference must
+  see the same prompt); an optional system prompt comes first.
+- :func:`render` applies the tokenizer's chat template; a template without a system role (Gemma) gets the system
+  prompt folded into the first user turn; a tokenizer without a template gets a plain documented fallback format.
+- :func:`fit_messages` drops the oldest turns (never the last user turn) until the prompt fits ``max_prompt_tokens``.
 """
 
 from __future__ import annotations
 
-from empathkit.types import Example
+from typing import Sequence
+
+from empathkit.types import Example, Turn
 
 ROLE_MAP = {"speaker": "user", "listener": "assistant"}
 
 
-def example_messages(ex: Example, system_prompt: str | None = None, user_prefix: str = "") -> list[dict[str, str]]:
-    msgs: list[dict[str, str]] = []
-    if system_prompt:
-        msgs.append({"role": "system", "content": system_prompt})
-    for i, t in enumerate(ex.context):
-        content = t.text
-        if i == 0 and user_prefix and t.role == "speaker":
-            content = user_prefix + content
-        msgs.append({"role": ROLE_MAP[t.role], "content": content})
+def conversation_messages(turns: Sequence[Turn], system_prompt: str | None = None,
+                          target: str | None = None) -> list[dict[str, str]]:
+    """Messages for context ``turns`` (and, for training, the ``target`` listener reply as the last message)."""
+    ctx = list(turns)
+    while ctx and ctx[0].role != "speaker":
+        ctx = ctx[1:]
+    msgs = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    msgs += [{"role": ROLE_MAP[t.role], "content": t.text} for t in ctx]
+    if target is not None:
+        msgs.append({"role": "assistant", "content": target})
+    return msgs
+
+
+def example_messages(ex: Example, system_prompt: str | None = None) -> list[dict[str, str]]:
+    return conversation_messages(ex.context, system_prompt)
+
+
+def with_system(messages: Sequence[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
+    """``messages`` with ``system_prompt`` first unless they already carry a system message."""
+    msgs = list(messages)
+    if system_prompt and not any(m["role"] == "system" for m in msgs):
+        msgs = [{"role": "system", "content": system_prompt}] + msgs
     return msgs
 
 
 def render(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        try:
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        except Exception:  # noqa: BLE001 — templates without a system role (Gemma): fold it into the first user turn
+            if messages and messages[0]["role"] == "system" and len(messages) > 1:
+                folded = [{"role": messages[1]["role"], "content": messages[0]["content"] + "\n\n" +
+                           messages[1]["content"]}]
+                return tokenizer.apply_chat_template(folded + list(messages[2:]), tokenize=False,
+                                                     add_generation_prompt=add_generation_prompt)
+            raise
     # models without a chat template: a plain, documented fallback format
     text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages)
     return text + ("Assistant:" if add_generation_prompt else "")

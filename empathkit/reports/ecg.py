@@ -99,29 +99,11 @@ def plot_gate_dynamics(series: dict[str, list[tuple[int, float]]], out: str | Pa
 # ---------------------------------------------------------------------------------------------------- Fig. 5
 def reference_loglik(gen, examples, gate: float, max_length: int = 128, batch_size: int = 8) -> float:
     """Mean per-token log-likelihood of the reference listener turns with every gate forced to ``gate``."""
-    import torch
+    from empathkit.types import Controls
 
-    from empathkit.methods.sft.data import Collator, encode_example
-
-    tok, model = gen.tokenizer, gen.model
-    rows = [encode_example(tok, ex, gen.system_prompt_for(ex), max_length) for ex in examples]
-    coll = Collator(tok)
-    total, n = 0.0, 0
-    dev = next(model.parameters()).device
-    with torch.inference_mode():
-        for i in range(0, len(rows), batch_size):
-            b = coll(rows[i:i + batch_size])
-            b.pop("emotion_ids")
-            b = {k: v.to(dev) for k, v in b.items()}
-            with gen.gate.use(torch.full((b["input_ids"].shape[0],), float(gate), device=dev)):
-                logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-            lp = torch.log_softmax(logits[:, :-1].float(), -1)
-            lab = b["labels"][:, 1:]
-            mask = lab != -100
-            tok_lp = lp.gather(-1, lab.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-            total += float((tok_lp * mask).sum())
-            n += int(mask.sum())
-    return total / max(n, 1)
+    scores = gen.score(examples, [Controls(gate=float(gate))] * len(examples), batch_size=batch_size,
+                       max_length=max_length)
+    return -sum(s.nll for s in scores) / max(sum(s.tokens for s in scores), 1)
 
 
 def causal_control(gen, examples, gates: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
@@ -129,6 +111,7 @@ def causal_control(gen, examples, gates: Sequence[float] = (0.0, 0.25, 0.5, 0.75
     """Force every example's gate to each value; score ``ref-loglik`` and each registered metric in ``metrics``
     over the generations. Returns ``{"gates": [...], "scores": {column: [...]}, "skipped": {metric: reason}}``."""
     from empathkit.errors import EmpathkitError
+    from empathkit.types import Controls
 
     scores: dict[str, list[float]] = {"ref-loglik": []}
     skipped: dict[str, str] = {}
@@ -137,7 +120,7 @@ def causal_control(gen, examples, gates: Sequence[float] = (0.0, 0.25, 0.5, 0.75
         scores["ref-loglik"].append(reference_loglik(gen, examples, g))
         if not todo:
             continue
-        preds = gen.generate(examples, settings, progress=progress, gates=[g] * len(examples))
+        preds = gen.generate(examples, settings, [Controls(gate=float(g))] * len(examples), progress=progress)
         for m in list(todo):
             try:
                 from empathkit.evaluation import score

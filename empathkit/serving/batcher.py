@@ -30,8 +30,8 @@ from typing import Any
 
 from empathkit.errors import EmpathkitError
 from empathkit.methods.base import Generator
-from empathkit.models.chat import fit_messages, render
-from empathkit.models.generation import GenerationSettings, generate_kwargs
+from empathkit.models.generation import GenerationSettings
+from empathkit.types import Controls
 from empathkit.serving.emotion import NONE, EmotionDetector, last_user_text
 
 log = logging.getLogger(__name__)
@@ -72,18 +72,9 @@ class ChatJob:
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
-def prompt_for(generator: Generator, messages: list[dict[str, str]], settings: GenerationSettings) -> str:
-    """The prompt ``Generator.chat`` builds for one conversation (system prompt, context fitting, chat template)."""
-    msgs = list(messages)
-    if generator.system_prompt and not any(m["role"] == "system" for m in msgs):
-        msgs = [{"role": "system", "content": generator.system_prompt}] + msgs
-    return render(generator.tokenizer, fit_messages(generator.tokenizer, msgs, settings.max_prompt_tokens))
-
-
 def supports_token_streaming(generator: Generator) -> bool:
-    """Token streaming re-implements ``Generator.chat`` for one conversation, so only generators that do not
-    override ``chat`` get it; the others stream their finished (batched) reply in chunks."""
-    return type(generator).chat is Generator.chat
+    """Every ``Generator`` streams through ``chat(on_text=...)``."""
+    return True
 
 
 def _settings_key(s: GenerationSettings) -> str:
@@ -242,46 +233,26 @@ class MicroBatcher:
         return len(self.generator.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @staticmethod
-    def _conditioning(jobs: list[ChatJob]) -> tuple[list[str | None], list[float | None] | None]:
-        emotions = [None if (j.emotion_info or (NONE,))[0] == NONE else j.emotion_info[0] for j in jobs]
-        gates = [j.gate for j in jobs]
-        return emotions, (gates if any(g is not None for g in gates) else None)
+    def _controls(jobs: list[ChatJob]) -> list[Controls]:
+        out = []
+        for j in jobs:
+            emo, _, src = j.emotion_info or (NONE, None, "none")
+            out.append(Controls(emotion=None if emo == NONE else emo, emotion_source=src, gate=j.gate))
+        return out
 
     def _generate_batch(self, jobs: list[ChatJob]) -> list[ChatResult]:
         self._emotions(jobs)
         settings = jobs[0].settings.model_copy(update={"batch_size": len(jobs)})
-        emotions, gates = self._conditioning(jobs)
-        texts = self.generator.chat([j.messages for j in jobs], settings, emotions=emotions, gates=gates)
-        # Generator.chat returns text only: completion tokens = the re-tokenised reply, capped at max_new_tokens
-        return [self._result(j, t, self._count(prompt_for(self.generator, j.messages, settings)),
-                             min(self._count(t), settings.max_new_tokens), len(jobs)) for j, t in zip(jobs, texts)]
+        replies = self.generator.chat([j.messages for j in jobs], settings, self._controls(jobs))
+        return [self._result(j, r.text, r.prompt_tokens, r.completion_tokens, len(jobs)) for j, r in zip(jobs, replies)]
 
     def _generate_stream(self, jobs: list[ChatJob]) -> list[ChatResult]:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
         (job,) = jobs
         self._emotions(jobs)
-
-        class _ClientGone(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), job.cancelled, dtype=torch.bool, device=input_ids.device)
-
-        gen, tok = self.generator, self.generator.tokenizer
         try:
-            torch.manual_seed(job.settings.seed)
-            prompt = prompt_for(gen, job.messages, job.settings)
-            tok.padding_side = "left"
-            enc = tok([prompt], return_tensors="pt", add_special_tokens=False)
-            enc = {k: v.to(gen.model.device) for k, v in enc.items()}
-            emotions, gates = self._conditioning(jobs)
-            with torch.inference_mode(), gen.batch_context(emotions, gates):
-                out = gen.model.generate(**enc, **generate_kwargs(job.settings, tok), streamer=job.streamer,
-                                         stopping_criteria=StoppingCriteriaList([_ClientGone()]))
-        except BaseException:
-            job.streamer.end()  # unblock the consumer; the exception goes to the job's future
-            raise
-        new = out[0, enc["input_ids"].shape[1]:]
-        n_new = int((new != tok.pad_token_id).sum()) if tok.pad_token_id is not None else len(new)
-        text = tok.decode(new, skip_special_tokens=True).strip()
-        return [self._result(job, text, int(enc["input_ids"].shape[1]), n_new, 1)]
+            (r,) = self.generator.chat([job.messages], job.settings, self._controls(jobs),
+                                       on_text=lambda i, delta: job.streamer.on_finalized_text(delta),
+                                       should_stop=lambda i: job.cancelled)
+        finally:
+            job.streamer.end()  # unblock the consumer; an exception goes to the job's future
+        return [self._result(job, r.text, r.prompt_tokens, r.completion_tokens, 1)]

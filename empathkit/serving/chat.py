@@ -16,6 +16,7 @@ from empathkit.data.emotions import EMOTIONS
 from empathkit.methods.base import Generator
 from empathkit.models.chat import fit_messages
 from empathkit.models.generation import GenerationSettings
+from empathkit.types import Controls
 from empathkit.serving.emotion import NONE, EmotionDetector
 from empathkit.serving.safety import SafetyLayer, SafetyResult
 
@@ -105,13 +106,14 @@ class ChatSession:
         if check.flagged:
             reply = self.safety.reply(check)
         else:
-            reply = self.generator.chat([msgs], self.settings, emotions=[None if emo == NONE else emo],
-                                        gates=[self.gate] if self.gate is not None else None)[0]
+            ctl = Controls(emotion=None if emo == NONE else emo, emotion_source=src, gate=self.gate)
+            reply = self.generator.chat([msgs], self.settings, [ctl])[0].text
         self.history = self._fit(msgs + [{"role": "assistant", "content": reply}])
         return ChatReply(reply, emo, prob, src, check)
 
     def _fit(self, msgs: list[dict[str, str]]) -> list[dict[str, str]]:
-        system = [{"role": "system", "content": self.generator.system_prompt}] if self.generator.system_prompt else []
+        sp = self.generator.system_prompt() if hasattr(self.generator, "system_prompt") else None
+        system = [{"role": "system", "content": sp}] if sp else []
         fitted = fit_messages(self.generator.tokenizer, system + msgs, self.settings.max_prompt_tokens)
         rest = [m for m in fitted if m["role"] != "system"]
         while rest and rest[0]["role"] != "user":

@@ -11,6 +11,7 @@ from empathkit.methods.ecg_lora.gate import EmotionGate
 from empathkit.methods.ecg_lora.layers import _expand, attach_gate
 from empathkit.methods.ecg_lora.losses import contrastive_loss, regularization_loss
 from empathkit.models.generation import GenerationSettings
+from empathkit.types import Controls
 from empathkit.testing import make_dialogues
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -159,9 +160,9 @@ def test_gate_control_and_unknown_emotion():
     learned = gate.values()
     gen.generate(exs, s, progress=False)
     assert sorted(gen.last_gates) == pytest.approx(sorted(learned[x.emotion] for x in exs))
-    forced0 = [p.prediction for p in gen.generate(exs, s, progress=False, gates=[0.0] * 4)]
+    forced0 = [p.prediction for p in gen.generate(exs, s, [Controls(gate=0.0)] * 4, progress=False)]
     with peft.disable_adapter():
-        base = [p.prediction for p in _gen(peft, tok, gate).generate(exs, s, progress=False, gates=[0.0] * 4)]
+        base = [p.prediction for p in _gen(peft, tok, gate).generate(exs, s, [Controls(gate=0.0)] * 4, progress=False)]
     assert forced0 == base
     const = _gen(peft, tok, gate, ECGModelConfig(backbone="tiny-random-llama", gate=0.3,))
     const.generate(exs, s, progress=False)

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from empathkit.methods.base import Generator
+from empathkit.methods.causal import CausalLMGenerator
 from empathkit.serving.emotion import EmotionDetector
 
 
@@ -25,13 +25,13 @@ class StubEmotionClassifier:
         return [("joyful", 0.91) if "happy" in t.lower() else ("sad", 0.87) for t in texts]
 
 
-class RecordingGenerator(Generator):
+class RecordingGenerator(CausalLMGenerator):
     """Wraps a generator and records every ``chat`` call; ``hold`` blocks calls until released (queue tests)."""
 
     name = "recording"
 
-    def __init__(self, inner: Generator, hold: bool = False):
-        super().__init__(inner.model, inner.tokenizer, inner.system_prompt, default_settings=inner.default_settings)
+    def __init__(self, inner: CausalLMGenerator, hold: bool = False):
+        super().__init__(inner.model, inner.tokenizer, inner._system, default_settings=inner.default_settings)
         self.inner = inner
         self.calls: list[dict] = []
         self.release = threading.Event()
@@ -39,12 +39,15 @@ class RecordingGenerator(Generator):
         if not hold:
             self.release.set()
 
-    def chat(self, conversations, settings=None, emotions=None, gates=None, progress=False):
-        self.calls.append({"n": len(conversations), "emotions": list(emotions or []),
-                           "gates": list(gates) if gates is not None else None, "settings": settings})
+    def chat(self, conversations, settings=None, controls=None, **kw):
+        ctl = list(controls or [])
+        gates = [c.gate if c else None for c in ctl]
+        self.calls.append({"n": len(conversations), "emotions": [c.emotion if c else None for c in ctl],
+                           "gates": gates if any(g is not None for g in gates) else None, "settings": settings,
+                           "streamed": kw.get("on_text") is not None})
         self.entered.set()
         self.release.wait(timeout=60)
-        return self.inner.chat(conversations, settings, emotions=emotions, gates=gates)
+        return self.inner.chat(conversations, settings, controls, **kw)
 
 
 @pytest.fixture(scope="session")

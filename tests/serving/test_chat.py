@@ -51,7 +51,7 @@ def test_history_stays_within_the_context_budget(tiny_gen):
 
     settings = tiny_gen.default_settings.model_copy(update={"max_prompt_tokens": 90, "max_new_tokens": 2})
     s = ChatSession(tiny_gen, settings)
-    system = [{"role": "system", "content": tiny_gen.system_prompt}]
+    system = [{"role": "system", "content": tiny_gen.system_prompt()}]
     lengths = []
     for i in range(5):
         s.respond(f"turn number {i}: here is a sentence about my day")

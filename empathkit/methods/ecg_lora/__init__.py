@@ -7,8 +7,8 @@ Python API::
     from empathkit.methods.ecg_lora import train_ecg, load
     run_dir = train_ecg(cfg, Path("runs/ecg"))                 # cfg: full run config dict, method "ecg-lora"
     gen = load({"gate": 0.5}, run_dir)                          # inference-time overrides (constant gate here)
-    gen.generate(examples, gates=[0.0, 1.0, None])              # per-example forced gates (None = learned)
-    gen.chat([[{"role": "user", "content": "…"}]], emotions=["sad"])   # unknown emotion → predictor / mean gate
+    gen.generate(examples, controls=[Controls(gate=0.0), Controls(gate=1.0), None])   # forced gates (None = learned)
+    gen.chat([[{"role": "user", "content": "…"}]], controls=[Controls(emotion="sad")])  # no emotion → predictor
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from empathkit.methods.base import MethodSpec
 from empathkit.methods.ecg_lora.config import ECGModelConfig, ECGTrainConfig
 from empathkit.methods.ecg_lora.gate import EmotionGate
 from empathkit.methods.ecg_lora.predictor import EmotionPredictor, classifier_predictor
-from empathkit.methods.sft import SFTGenerator
-from empathkit.models.generation import GenerationSettings
-from empathkit.types import Example, Prediction
+from empathkit.methods.causal import RunGenerator
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +40,15 @@ class ECGConfig(BaseModel):
     train: ECGTrainConfig = Field(default_factory=ECGTrainConfig)
 
 
-class ECGGenerator(SFTGenerator):
-    """Generates with the learned gate of each example's emotion, unless forced (constant / per emotion / per call)."""
+class ECGGenerator(RunGenerator):
+    """Generates with the learned gate of each example's emotion, unless forced (constant / per emotion / per call).
 
-    name = "ecg-lora"
+    Controls: ``emotion`` (gold in evaluation, detected in chat; with ``emotion_source: predicted`` or when missing
+    the emotion predictor fills it in) and ``gate`` (a forced gate for that row)."""
 
     def __init__(self, model, tokenizer, config: ECGModelConfig, gate: EmotionGate,
-                 predictor: EmotionPredictor | None = None, info: dict[str, Any] | None = None):
-        super().__init__(model, tokenizer, config, info)
+                 predictor: EmotionPredictor | None = None, info: dict[str, Any] | None = None, source_dir=None):
+        super().__init__(model, tokenizer, config, "ecg-lora", info, source_dir=source_dir)
         self.gate = gate
         self._predictor = predictor
         self._predictor_tried = predictor is not None
@@ -90,33 +89,39 @@ class ECGGenerator(SFTGenerator):
                 out.append(mean)
         return out
 
-    def batch_context(self, emotions, gates=None):
-        vals = self.gate_values(emotions, gates)
+    # -- hooks of CausalLMGenerator ------------------------------------------------------------------------------------
+    def example_controls(self, examples, controls=None):
+        ctrls = super().example_controls(examples, controls)
+        if self.config.emotion_source == "gold":
+            return ctrls
+        # predicted emotions replace the gold label, unless the caller gave one (the gold label stays in the output)
+        given = controls or [None] * len(examples)
+        todo = [i for i, c in enumerate(given) if c is None or c.emotion is None]
+        preds = self.predict_emotions([[t.text for t in examples[i].context] for i in todo])
+        for i, p in zip(todo, preds):
+            ctrls[i] = dataclasses.replace(ctrls[i], emotion=p, emotion_source="predicted")
+        return ctrls
+
+    def resolve_controls(self, conversations, controls):
+        missing = [i for i, c in enumerate(controls) if c.emotion is None and c.gate is None
+                   and c.emotion_source != "predicted"]
+        if missing:
+            ctx = [[m["content"] for m in conversations[i] if m["role"] in ("user", "assistant")] for i in missing]
+            for i, e in zip(missing, self.predict_emotions(ctx)):
+                controls[i] = dataclasses.replace(controls[i], emotion=e, emotion_source="predicted")
+        return controls
+
+    def conditioning(self, controls):
+        vals = self.gate_values([c.emotion for c in controls], [c.gate for c in controls])
         self.last_gates = vals
         dev = next(self.model.parameters()).device
         return self.gate.use(torch.tensor(vals, dtype=torch.float32, device=dev))
 
-    # -- generation / chat -------------------------------------------------------------------------------------------
-    def generate(self, examples: Sequence[Example], settings: GenerationSettings | None = None,
-                 progress: bool = True, gates: Sequence[float | None] | None = None) -> list[Prediction]:
-        if self.config.emotion_source == "gold":
-            return super().generate(examples, settings, progress, gates)
-        preds = self.predict_emotions([[t.text for t in ex.context] for ex in examples])
-        swapped = [dataclasses.replace(ex, emotion=p or "") for ex, p in zip(examples, preds)]
-        out = super().generate(swapped, settings, progress, gates)
-        for p, ex, pe in zip(out, examples, preds):
-            p.emotion = ex.emotion
-            p.extra["predicted_emotion"] = pe
-        return out
-
-    def chat(self, conversations, settings=None, emotions=None, gates=None, progress=False) -> list[str]:
-        emos = list(emotions) if emotions is not None else [None] * len(conversations)
-        missing = [i for i, e in enumerate(emos) if e is None and (gates is None or gates[i] is None)]
-        if missing:
-            ctx = [[m["content"] for m in conversations[i] if m["role"] in ("user", "assistant")] for i in missing]
-            for i, e in zip(missing, self.predict_emotions(ctx)):
-                emos[i] = e
-        return super().chat(conversations, settings, emos, gates, progress)
+    def reply_info(self, controls):
+        info = {"gate": self.gate_values([controls.emotion], [controls.gate])[0]}
+        if controls.emotion_source == "predicted":
+            info["predicted_emotion"] = controls.emotion
+        return info
 
 
 def load(config: dict | None = None, run_dir: str | Path | None = None,
@@ -141,7 +146,8 @@ def load(config: dict | None = None, run_dir: str | Path | None = None,
     model.eval()
     return ECGGenerator(model, tok, mc, gate, predictor,
                         info={"run_dir": str(run_dir), "gate_override": mc.gate,
-                              "gate_per_emotion": dict(mc.gate_per_emotion), "emotion_source": mc.emotion_source})
+                              "gate_per_emotion": dict(mc.gate_per_emotion), "emotion_source": mc.emotion_source},
+                        source_dir=run_dir)
 
 
 def train_ecg(cfg: dict, run_dir: Path, train_examples=None, valid_examples=None, progress: bool = True) -> Path:

@@ -11,28 +11,13 @@ Python API::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from empathkit.methods.base import Generator, MethodSpec
+from empathkit.methods.base import MethodSpec
+from empathkit.methods.causal import RunGenerator
 from empathkit.methods.empo.config import DPOSection, EmpoConfig, EmpoTrainConfig
-from empathkit.types import Example
 
 
-class EmpoGenerator(Generator):
-    name = "empo"
-
-    def __init__(self, model, tokenizer, model_cfg, info: dict[str, Any] | None = None):
-        from empathkit.methods.sft.trainer import system_prompt_fn
-
-        self._sp = system_prompt_fn(model_cfg)
-        super().__init__(model, tokenizer, self._sp(None), info=info)
-        self.config = model_cfg
-
-    def system_prompt_for(self, ex: Example) -> str | None:
-        return self._sp(ex)
-
-
-def load(config: dict | None = None, run_dir: str | Path | None = None) -> EmpoGenerator:
+def load(config: dict | None = None, run_dir: str | Path | None = None) -> RunGenerator:
     """A generator for a trained EmPO run directory (``config`` is ignored: the run's own config is used)."""
     from empathkit.errors import ConfigError
     from empathkit.methods.empo.trainer import load_empo_model
@@ -41,7 +26,7 @@ def load(config: dict | None = None, run_dir: str | Path | None = None) -> EmpoG
         raise ConfigError("method 'empo' needs a trained run: `empathkit generate --run RUN_DIR` "
                           "(train one with `empathkit train --method empo -c empo/cpu-small`)")
     model, tok, mc = load_empo_model(run_dir)
-    return EmpoGenerator(model, tok, mc, info={"run_dir": str(run_dir)})
+    return RunGenerator(model, tok, mc, "empo", info={"run_dir": str(run_dir)}, source_dir=run_dir)
 
 
 def train_empo(cfg: dict, run_dir: str | Path, progress: bool = True, **kwargs) -> Path:
@@ -57,4 +42,4 @@ def _train(cfg: dict, run_dir: Path, progress: bool = True) -> Path:
 SPEC = MethodSpec("empo", EmpoConfig, load=load, train=_train,
                   description="EmPO: SFT then DPO on Plutchik-opposite preference pairs re-drawn every epoch")
 
-__all__ = ["SPEC", "EmpoConfig", "EmpoTrainConfig", "DPOSection", "EmpoGenerator", "train_empo", "load"]
+__all__ = ["SPEC", "EmpoConfig", "EmpoTrainConfig", "DPOSection", "train_empo", "load"]

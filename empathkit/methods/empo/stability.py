@@ -45,8 +45,8 @@ def to_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float]]], keys: 
 
 def _base_generator(sft_run: Path):
     """The untrained backbone with the SFT run's system prompt (EmPO's "baseline")."""
-    from empathkit.methods.base import Generator
-    from empathkit.methods.sft.trainer import load_base, system_prompt_fn
+    from empathkit.methods.causal import RunGenerator
+    from empathkit.methods.sft.trainer import load_base
     from empathkit.api import resolve
     from empathkit.config import validate
     from empathkit.methods.sft.config import SFTModelConfig
@@ -57,15 +57,7 @@ def _base_generator(sft_run: Path):
     model.config.use_cache = True
     model.eval()
     tok.padding_side = "left"
-    with_sp = system_prompt_fn(mc)
-
-    class _Base(Generator):
-        name = "base"
-
-        def system_prompt_for(self, ex):
-            return with_sp(ex)
-
-    return _Base(model, tok, with_sp(None))
+    return RunGenerator(model, tok, mc, "base")
 
 
 def generate_system(system: str, run_dir: Path, examples, settings, progress: bool = True):

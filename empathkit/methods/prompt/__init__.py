@@ -4,33 +4,41 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from empathkit.methods.base import Generator, MethodSpec
-from empathkit.methods.prompt.templates import TEMPLATES
+from empathkit.methods.base import MethodSpec
+from empathkit.methods.causal import CausalLMGenerator
 from empathkit.models.generation import GenerationSettings
-from empathkit.types import Example
+from empathkit.models.templates import TEMPLATES, system_prompt_builder
 
 
 class PromptConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
     backbone: str = "smollm2-135m-instruct"
-    template: str = Field("structured-v1", description="a name from empathkit.methods.prompt.templates.TEMPLATES")
+    template: str = Field("structured-v1", description="a name from empathkit.models.templates.TEMPLATES")
     use_emotion: bool = Field(True, description="put the (gold or predicted) emotion label into the system prompt")
     use_situation: bool = Field(False, description="put the ED situation text into the system prompt")
 
 
-class PromptGenerator(Generator):
+class PromptGenerator(CausalLMGenerator):
+    """The structured template as system prompt, filled with the controls' emotion / situation when configured."""
+
     name = "prompt"
 
     def __init__(self, model, tokenizer, config: PromptConfig):
         tpl = TEMPLATES.get(config.template)
         settings = GenerationSettings(max_new_tokens=tpl.max_new_tokens) if tpl.max_new_tokens else None
-        super().__init__(model, tokenizer, tpl.render(), info={"template": tpl.name}, default_settings=settings)
+        sp = system_prompt_builder(tpl.name, config.use_emotion, config.use_situation)
+        super().__init__(model, tokenizer, sp, info={"template": tpl.name}, default_settings=settings)
         self.template, self.config = tpl, config
 
-    def system_prompt_for(self, ex: Example) -> str:
-        return self.template.render(ex.emotion if self.config.use_emotion else None,
-                                    ex.situation if self.config.use_situation else None)
+    def save(self, run_dir):
+        """A run directory holding only the config: nothing is trained."""
+        from pathlib import Path
+
+        from empathkit.runs import save_run_meta
+
+        save_run_meta(Path(run_dir), {"method": "prompt", "model": self.config.model_dump()}, 0)
+        return Path(run_dir)
 
 
 def load(config: PromptConfig | dict | None = None, run_dir=None, model=None, tokenizer=None) -> PromptGenerator:

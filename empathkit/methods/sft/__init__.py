@@ -16,9 +16,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from empathkit.methods.base import Generator, MethodSpec
+from empathkit.methods.base import MethodSpec
+from empathkit.methods.causal import RunGenerator
 from empathkit.methods.sft.config import SFTConfig, SFTModelConfig, SFTTrainConfig
-from empathkit.types import Example
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +45,7 @@ def build_lora_model(model, sft_config):
     return _b(model, sft_config)
 
 
-class SFTGenerator(Generator):
-    name = "sft"
-
-    def __init__(self, model, tokenizer, config: SFTModelConfig, info: dict[str, Any] | None = None):
-        from empathkit.methods.sft.trainer import system_prompt_fn
-
-        self._sp = system_prompt_fn(config)
-        super().__init__(model, tokenizer, self._sp(None), info=info)
-        self.config = config
-
-    def system_prompt_for(self, ex: Example) -> str | None:
-        return self._sp(ex)
-
-
-def load(config: dict | SFTModelConfig | None = None, run_dir: str | Path | None = None) -> SFTGenerator:
+def load(config: dict | SFTModelConfig | None = None, run_dir: str | Path | None = None) -> RunGenerator:
     """A generator for a trained SFT run directory (``config`` is ignored: the run's own config is used)."""
     from empathkit.errors import ConfigError
     from empathkit.methods.sft.trainer import load_trained
@@ -68,7 +54,8 @@ def load(config: dict | SFTModelConfig | None = None, run_dir: str | Path | None
         raise ConfigError("method 'sft' needs a trained run: `empathkit generate --run RUN_DIR` "
                           "(train one with `empathkit train --method sft -c sft/cpu-small`)")
     model, tok, mc = load_trained(run_dir)
-    return SFTGenerator(model, tok, mc, info={"run_dir": str(run_dir), "finetune": mc.finetune})
+    return RunGenerator(model, tok, mc, "sft", info={"run_dir": str(run_dir), "finetune": mc.finetune},
+                        source_dir=run_dir)
 
 
 def _train(cfg: dict, run_dir: Path, progress: bool = True) -> Path:
@@ -78,5 +65,5 @@ def _train(cfg: dict, run_dir: Path, progress: bool = True) -> Path:
 SPEC = MethodSpec("sft", SFTConfig, load=load, train=_train,
                   description="LoRA (PEFT) or full fine-tuning on listener turns (NLPCC 2025 T8; standard-LoRA baseline)")
 
-__all__ = ["SPEC", "SFTConfig", "SFTModelConfig", "SFTTrainConfig", "SFTGenerator", "train_sft", "load_sft_model",
+__all__ = ["SPEC", "SFTConfig", "SFTModelConfig", "SFTTrainConfig", "train_sft", "load_sft_model",
            "build_lora_model", "load"]

@@ -75,13 +75,11 @@ def count_parameters(model) -> dict[str, int]:
 
 
 def system_prompt_fn(mc: SFTModelConfig):
-    """``example -> system prompt`` for a model config (a fixed prompt, a structured template, or none)."""
-    if mc.template:
-        from empathkit.methods.prompt.templates import TEMPLATES
+    """``example -> system prompt`` for training, built like the generator's (:mod:`empathkit.models.templates`)."""
+    from empathkit.models.templates import system_prompt_builder
 
-        tpl = TEMPLATES.get(mc.template)
-        return lambda ex: tpl.render(ex.emotion if mc.use_emotion and ex is not None else None)
-    return lambda ex: mc.system_prompt
+    sp = system_prompt_builder(mc.template, mc.use_emotion, fixed=mc.system_prompt)
+    return lambda ex: sp(emotion=ex.emotion if ex is not None else None)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -53,3 +53,14 @@ TEMPLATES.register("length-controlled-v1", PromptTemplate(
     _GUIDELINES + ("Reply in one or two short sentences (at most 30 words).",), max_new_tokens=40))
 TEMPLATES.register("plain", PromptTemplate("plain", "You are a helpful, empathetic conversation partner.",
                                            "Reply to the user.", ()))
+
+
+def system_prompt_builder(template: str | None = None, use_emotion: bool = False, use_situation: bool = False,
+                          fixed: str | None = None):
+    """``(emotion, situation) -> system prompt``: a structured template (filled with the emotion / situation when
+    asked to), else the ``fixed`` prompt (or none). Training and inference build their system prompts with it."""
+    if template:
+        tpl = TEMPLATES.get(template)
+        return lambda emotion=None, situation=None: tpl.render(emotion if use_emotion else None,
+                                                               situation if use_situation else None)
+    return lambda emotion=None, situation=None: fixed
