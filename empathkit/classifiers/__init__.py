@@ -10,6 +10,11 @@ train`` builds them into ``cache_dir()/classifiers/<kind>/``.
 Online users can point a kind at a Hugging Face id or a transformers folder: ``load_classifier(kind, source=...)``
 or ``$EMPATHKIT_CLASSIFIER_<KIND>`` (``-`` → ``_``, upper case), e.g.
 ``EMPATHKIT_CLASSIFIER_GOEMOTIONS=SamLowe/roberta-base-go-emotions`` (loaded with ``trust_remote_code=False``).
+
+Emotion of dialogue contexts (serving, chat, the ECG-LoRA predictor): ``detect_emotions`` / ``EmotionDetector``
+(``classifiers.detect``). Module order, each importing only modules to its left: ``data``, ``core``, ``card`` →
+``detect``, ``intent_align`` (on ``data``); ``ensemble``, ``hub``, ``scoring`` (on ``core``) → ``finetune`` → ``train``;
+this package face on top (``train`` reads ``KINDS`` / ``classifier_dir`` from it at call time).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from empathkit.classifiers.core import ClassifierConfig, TextClassifier, is_classifier_folder
+from empathkit.classifiers.detect import EmotionDetector, EmotionGuess, conversation_context, detect_emotions
+from empathkit.classifiers.ensemble import EnsembleClassifier  # also registers the ensemble folder layout
 from empathkit.errors import ResourceMissing
 from empathkit.paths import cache_dir
 from empathkit.registry import Registry
@@ -92,13 +99,13 @@ def load_classifier(kind: str, source: str | None = None, *, required: bool = Tr
 
 
 def predict_context_emotion(contexts: list[list[str]], source: str | None = None, batch_size: int = 64
-                            ) -> list[tuple[str, float]]:
-    """Top ED emotion ``(label, probability)`` of each dialogue context (a list of turns, oldest first), with the
-    input convention the ``emotion`` classifier records in its config (whole context, or its last N turns)."""
-    from empathkit.classifiers.data import context_inputs
-
-    clf = load_classifier("emotion", source)
-    return clf.predict(context_inputs(clf, contexts), batch_size=batch_size)
+                            ) -> list[tuple[str, float | None]]:
+    """Backwards-compatible form of :func:`detect_emotions`: ``(label, probability)`` per dialogue context (turns,
+    oldest first, in the classifier's recorded input convention). Unlike ``detect_emotions`` it raises
+    :class:`~empathkit.errors.ResourceMissing` when the ``emotion`` classifier is not available. ``batch_size`` is
+    kept for old callers and not used (the classifier encodes in batches of 64)."""
+    load_classifier("emotion", source)  # raises when missing, as before
+    return [(g.label, g.prob) for g in detect_emotions(contexts, source)]
 
 
 def read_metrics(kind: str) -> dict | None:
@@ -108,5 +115,6 @@ def read_metrics(kind: str) -> dict | None:
     return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
 
 
-__all__ = ["KINDS", "ClassifierKind", "ClassifierConfig", "TextClassifier", "classifier_dir", "is_trained",
-           "load_classifier", "predict_context_emotion", "read_metrics"]
+__all__ = ["KINDS", "ClassifierKind", "ClassifierConfig", "TextClassifier", "EnsembleClassifier", "classifier_dir",
+           "is_trained", "load_classifier", "predict_context_emotion", "read_metrics", "EmotionDetector", "EmotionGuess",
+           "conversation_context", "detect_emotions"]

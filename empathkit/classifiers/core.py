@@ -12,6 +12,10 @@ sentence-transformers encoder sorts by length so each batch is padded only to it
 Layout of a trained classifier folder (``cache_dir()/classifiers/<kind>/``): ``config.json`` (labels, input kind,
 encoder), ``head.safetensors`` (``weight [n_labels, n_features]``, ``bias [n_labels]``), optionally ``encoder/``
 (a fine-tuned sentence-transformers folder, safetensors), ``card.md`` and ``metrics.json``.
+
+Other folder layouts register a loader here (:func:`register_folder_format`): ``ensemble.py`` registers
+``ensemble.json``, so :meth:`TextClassifier.load` also loads a seed ensemble while this module, the bottom of the
+classifier modules, imports none of the modules built on it (the package ``__init__`` imports ``ensemble``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -129,10 +133,21 @@ def write_config(folder: Path, config: ClassifierConfig) -> None:
     (folder / "config.json").write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
 
 
+# marker file of a folder layout → its loader (``ensemble.json`` → ``EnsembleClassifier.load``, see ensemble.py)
+_FOLDER_FORMATS: dict[str, Callable[[Path], Any]] = {}
+
+
+def register_folder_format(marker: str, loader: Callable[[Path], Any]) -> None:
+    """Let :meth:`TextClassifier.load` and :func:`is_classifier_folder` handle folders holding ``marker`` (a file
+    name) with ``loader(folder)``. Modules built on this one register themselves, so it never imports them."""
+    _FOLDER_FORMATS[marker] = loader
+
+
 def is_classifier_folder(p: str | Path) -> bool:
-    """A trained empathkit classifier folder: a single classifier (``head.safetensors``) or an ensemble."""
+    """A trained empathkit classifier folder: a single classifier (``head.safetensors``) or a registered layout
+    (an ensemble: ``ensemble.json``)."""
     p = Path(p)
-    return (p / "config.json").is_file() and ((p / "head.safetensors").is_file() or (p / "ensemble.json").is_file())
+    return (p / "config.json").is_file() and any((p / m).is_file() for m in ("head.safetensors", *_FOLDER_FORMATS))
 
 
 class LabelPredictions:
@@ -245,14 +260,14 @@ class TextClassifier(LabelPredictions):
 
     @classmethod
     def load(cls, path: str | Path) -> "TextClassifier":
-        """A trained folder; an ensemble folder (``ensemble.json``) loads as an :class:`EnsembleClassifier`."""
+        """A trained folder; an ensemble folder (``ensemble.json``) loads as an ``EnsembleClassifier`` (any folder
+        layout registered with :func:`register_folder_format` loads with its own loader)."""
         from safetensors.numpy import load_file
 
         p = Path(path)
-        if (p / "ensemble.json").is_file():
-            from empathkit.classifiers.ensemble import EnsembleClassifier
-
-            return EnsembleClassifier.load(p)  # type: ignore[return-value]
+        for marker, loader in _FOLDER_FORMATS.items():
+            if (p / marker).is_file():
+                return loader(p)
         cfg_file, head_file = p / "config.json", p / "head.safetensors"
         if not cfg_file.is_file() or not head_file.is_file():
             raise ResourceMissing(f"{p}: not a trained classifier folder (needs config.json and head.safetensors)")

@@ -79,8 +79,12 @@ def emotion_input(turns: list[str] | tuple[str, ...], max_turns: int | None = No
 
 def input_turns_of(clf) -> int | None:
     """The ``max_turns`` an emotion classifier was trained with (its config records it; classifiers trained before
-    the record existed used the last 3 turns)."""
-    extra = getattr(clf.config, "extra", None) or {}
+    the record existed used the last 3 turns). An object without a ``config`` (a plug-in or test double with only
+    ``predict``) records nothing and gets the current convention, the whole context."""
+    config = getattr(clf, "config", None)
+    if config is None:
+        return None
+    extra = getattr(config, "extra", None) or {}
     return extra.get("input_turns", 3)  # null in the config: the whole context
 
 

@@ -5,6 +5,10 @@ Folder layout: ``ensemble.json`` (``{"members": ["member-0", …], "combine": "m
 (the shared :class:`ClassifierConfig`: labels, kind, input convention) and one sub-folder per member, each a
 complete classifier folder (for fine-tuned members: ``encoder/`` + ``head.safetensors``). The members must agree on
 kind, labels and input convention; loading checks it.
+
+The ensemble builds on ``core``; importing this module registers the ``ensemble.json`` layout with
+``core.register_folder_format``, so ``TextClassifier.load`` / ``load_classifier`` load ensemble folders too (the
+package ``empathkit.classifiers`` imports it).
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from typing import Sequence
 
 import numpy as np
 
-from empathkit.classifiers.core import ClassifierConfig, LabelPredictions, TextClassifier, write_config
+from empathkit.classifiers.core import (ClassifierConfig, LabelPredictions, TextClassifier, register_folder_format,
+                                        write_config)
 from empathkit.errors import DataError, ResourceMissing
 
 COMBINE = "mean-probability"
+ENSEMBLE_FILE = "ensemble.json"
 
 
 class EnsembleClassifier(LabelPredictions):
@@ -48,7 +54,7 @@ class EnsembleClassifier(LabelPredictions):
         missing = [d for d in member_dirs if not (p / d / "config.json").is_file()]
         if missing:
             raise ResourceMissing(f"{p}: ensemble member folders missing: {', '.join(missing)}")
-        (p / "ensemble.json").write_text(json.dumps({"members": list(member_dirs), "combine": COMBINE}, indent=2),
+        (p / ENSEMBLE_FILE).write_text(json.dumps({"members": list(member_dirs), "combine": COMBINE}, indent=2),
                                          encoding="utf-8")
         write_config(p, self.config)
         self.path = p
@@ -57,7 +63,7 @@ class EnsembleClassifier(LabelPredictions):
     @classmethod
     def load(cls, path: str | Path) -> "EnsembleClassifier":
         p = Path(path)
-        f = p / "ensemble.json"
+        f = p / ENSEMBLE_FILE
         try:
             spec = json.loads(f.read_text(encoding="utf-8"))
             names = spec["members"]
@@ -73,3 +79,6 @@ class EnsembleClassifier(LabelPredictions):
 
     def __repr__(self) -> str:
         return f"EnsembleClassifier(kind={self.kind!r}, members={len(self.members)})"
+
+
+register_folder_format(ENSEMBLE_FILE, EnsembleClassifier.load)

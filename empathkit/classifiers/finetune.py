@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from empathkit.classifiers.core import ClassifierConfig, TextClassifier, embedding_dim
+from empathkit.classifiers.ensemble import EnsembleClassifier
+from empathkit.classifiers.scoring import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,6 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    from empathkit.classifiers.train import _scores
     from empathkit.models.backbones import encoder_path
 
     out = Path(out_dir)
@@ -185,13 +186,10 @@ def train_finetuned(config: ClassifierConfig, splits: dict, out_dir: str | Path,
     clf = TextClassifier(cfg, head.weight.detach().numpy(), head.bias.detach().numpy(), path=out)
     clf.save(out)
     clf = TextClassifier.load(out)
-    from empathkit.classifiers.train import evaluate
-
     test = evaluate(clf, *splits["test"])
     valid = evaluate(clf, *splits["valid"]) if splits.get("valid") and splits["valid"][0] else {}
     if ckpt.exists():
         shutil.rmtree(ckpt)
-    _ = _scores  # shared scorer used through evaluate
     return {"method": "finetune-minilm+linear", "test": test, "valid": valid,
             "hyperparameters": {"epochs": epochs, "max_seq_length": max_seq_length, "batch_size": batch_size,
                                 "lr": lr, "head_lr": head_lr, "init_from": str(init_from) if init_from else None,
@@ -207,9 +205,6 @@ def train_finetuned_ensemble(config: ClassifierConfig, splits: dict, out_dir: st
     probabilities (:class:`EnsembleClassifier`). Each member is trained in ``<final>.members/`` next to the output
     and kept there once finished, so an interrupted run resumes with the next member (and the unfinished member
     from its own checkpoint); the finished ensemble moves into ``out_dir``."""
-    from empathkit.classifiers.ensemble import EnsembleClassifier
-    from empathkit.classifiers.train import evaluate
-
     out = Path(out_dir)
     work = out.with_name(out.name.replace(".partial", "") + ".members")
     work.mkdir(parents=True, exist_ok=True)

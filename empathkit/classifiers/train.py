@@ -19,6 +19,8 @@ from typing import Any, Callable
 import numpy as np
 
 from empathkit.classifiers.core import ClassifierConfig, TextClassifier, pair_features, shared_encoder
+from empathkit.classifiers.scoring import evaluate  # noqa: F401  (re-exported: train.evaluate)
+from empathkit.classifiers.scoring import scores as _scores
 from empathkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -68,18 +70,6 @@ def save_embedding_store(encoder, encoder_name: str, max_seq_length: int) -> Non
     tp.with_suffix(".tmp").write_text(json.dumps(texts), encoding="utf-8")
     ap.with_suffix(".tmp.npy").replace(ap)
     tp.with_suffix(".tmp").replace(tp)
-
-
-def _scores(y_true, y_pred, labels: list[str], multi: bool) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    if multi:
-        return {"macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-                "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
-                "exact_match": float(accuracy_score(y_true, y_pred))}
-    return {"accuracy": float(accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-            "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))}
 
 
 def fit_linear_head(X: dict[str, np.ndarray], y: dict[str, list], labels: list[str], multi: bool, seed: int,
@@ -168,18 +158,6 @@ def _evaluate_head(W, b, X, Y, labels, multi, threshold) -> dict[str, float]:
         return _scores(Y, pred, labels, True)
     pred = logits.argmax(axis=1)
     return _scores([labels[i] for i in Y], [labels[i] for i in pred], labels, False)
-
-
-def evaluate(clf: TextClassifier, inputs: list, labels: list, threshold: float | None = None) -> dict[str, float]:
-    """Held-out scores of a (loaded) classifier on raw inputs."""
-    if clf.config.multi_label:
-        from sklearn.preprocessing import MultiLabelBinarizer
-
-        mlb = MultiLabelBinarizer(classes=clf.labels)
-        thr = clf.config.threshold if threshold is None else threshold
-        pred = (clf.predict_proba(inputs) >= thr).astype(int)
-        return _scores(mlb.fit_transform(labels), pred, clf.labels, True)
-    return _scores(list(labels), [lab for lab, _ in clf.predict(inputs)], clf.labels, False)
 
 
 # --- kinds ----------------------------------------------------------------------------------------------------------

@@ -1,65 +1,26 @@
-"""Emotion of the user's turn for chat / serve: a thin, pluggable adapter over an emotion classifier.
+"""Emotion of the conversation for chat / serve: re-exported from :mod:`empathkit.classifiers.detect`, the one
+detection path (serving, the terminal chat and the ECG-LoRA predictor share it).
 
-Any object with ``predict(texts) -> list[(label, prob)]`` works (the default comes from
-``empathkit.classifiers.load_classifier("emotion")``). When no classifier is trained or installed the detector is
-*unavailable* and every turn reports ``"none"``: chat and serve keep working.
+``EmotionDetector.detect([conversation_context(messages)])`` scores the whole conversation (user and assistant
+turns, oldest first) in the classifier's recorded input convention; without a trained classifier every guess is
+``"none"`` and chat / serve keep working. Any object with ``predict(texts) -> list[(label, prob)]`` can stand in
+for the classifier.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from typing import Any, Sequence
+from typing import Sequence
 
-log = logging.getLogger(__name__)
-
-NONE = "none"
-
-
-class EmotionDetector:
-    def __init__(self, classifier: Any | None = None, name: str = "emotion"):
-        self.classifier = classifier
-        self.name = name
-        self._lock = threading.Lock()  # classifiers are not guaranteed thread-safe; detection is cheap
-
-    @property
-    def available(self) -> bool:
-        return self.classifier is not None
-
-    @classmethod
-    def load(cls, name: str = "emotion") -> "EmotionDetector":
-        """Load ``empathkit.classifiers.load_classifier(name)``; never raises (unavailable → reports "none")."""
-        from empathkit.errors import EmpathkitError
-
-        try:
-            from empathkit.classifiers import load_classifier
-
-            clf = load_classifier(name)
-        except (ImportError, AttributeError) as e:
-            log.info("emotion classifier unavailable (%s); detected emotion will be 'none'", e)
-            clf = None
-        except EmpathkitError as e:  # ResourceMissing (not trained), ConfigError (unknown kind)
-            log.info("emotion classifier %r not available (%s); detected emotion will be 'none'", name, e)
-            clf = None
-        return cls(clf, name)
-
-    def detect(self, texts: Sequence[str]) -> list[tuple[str, float | None]]:
-        texts = list(texts)
-        if not texts:
-            return []
-        if self.classifier is None:
-            return [(NONE, None) for _ in texts]
-        try:
-            with self._lock:
-                preds = self.classifier.predict(texts)
-            return [(str(label), float(prob)) for label, prob in preds]
-        except Exception as e:  # a broken classifier must not take the chat down
-            log.warning("emotion classifier failed (%s); reporting 'none'", e)
-            return [(NONE, None) for _ in texts]
+from empathkit.classifiers.detect import NONE, EmotionDetector, EmotionGuess, conversation_context, detect_emotions
 
 
 def last_user_text(messages: Sequence[dict[str, str]]) -> str:
+    """The latest user message. Transitional: only the old emotion call sites in ``serving/batcher.py`` and
+    ``serving/server.py`` import it (the safety layer does not); delete it once they use ``conversation_context``."""
     for m in reversed(messages):
         if m.get("role") == "user":
             return m.get("content") or ""
     return ""
+
+
+__all__ = ["NONE", "EmotionDetector", "EmotionGuess", "conversation_context", "detect_emotions", "last_user_text"]

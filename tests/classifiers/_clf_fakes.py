@@ -36,3 +36,32 @@ def keyword_head(labels, mapping, scale=5.0):
         W[labels.index(lab), KEYWORDS.index(kw)] = scale
     b = np.zeros(len(labels), dtype=np.float32)
     return W, b
+
+
+class RecordingEncoder(KeywordEncoder):
+    """A KeywordEncoder that keeps every text it was asked to encode (what reached the classifier)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def encode(self, texts, batch_size=64, show_progress=False):
+        self.seen.extend(texts)
+        return super().encode(texts, batch_size, show_progress)
+
+
+class RecordingClassifier:
+    """A duck-typed classifier (only ``predict``, optionally a ``config``): records its inputs, answers ``label``;
+    ``fail`` makes ``predict`` raise."""
+
+    def __init__(self, label="sad", prob=0.75, config=None, fail: Exception | None = None):
+        self.label, self.prob, self.fail = label, prob, fail
+        if config is not None:
+            self.config = config
+        self.inputs: list[list[str]] = []
+
+    def predict(self, texts):
+        self.inputs.append(list(texts))
+        if self.fail is not None:
+            raise self.fail
+        return [(self.label, self.prob) for _ in texts]

@@ -4,30 +4,24 @@ returning ED labels (None = could not tell)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Callable, Sequence
-
-log = logging.getLogger(__name__)
 
 EmotionPredictor = Callable[[Sequence[Sequence[str]]], list]
 
 
-def classifier_predictor() -> EmotionPredictor | None:
-    """The trained ``emotion`` classifier (``empathkit classifiers train emotion``) as a predictor, or None."""
+def classifier_predictor(name: str = "emotion", source: str | None = None) -> EmotionPredictor | None:
+    """The trained ``emotion`` classifier (``empathkit classifiers train emotion``) as a predictor through
+    :class:`~empathkit.classifiers.detect.EmotionDetector` (whole context, the classifier's recorded input
+    convention; a failing prediction gives None labels), or None when no classifier is available."""
     try:
-        from empathkit.classifiers import load_classifier
-        from empathkit.classifiers.data import context_inputs
-    except ImportError:
+        from empathkit.classifiers.detect import EmotionDetector
+    except ImportError:  # the classifier extras are not installed: ECG-LoRA falls back to the mean gate
         return None
-    try:
-        clf = load_classifier("emotion", required=False)
-    except Exception as e:  # noqa: BLE001 — a broken/missing classifier must not break chat
-        log.warning("emotion classifier unavailable (%s)", e)
-        return None
-    if clf is None:
+    detector = EmotionDetector.load(name, source)
+    if not detector.available:
         return None
 
-    def predict(contexts: Sequence[Sequence[str]]) -> list:
-        return [lab for lab, _ in clf.predict(context_inputs(clf, contexts))]
+    def predict(contexts: Sequence[Sequence[str]]) -> list[str | None]:
+        return [None if g.is_none else g.label for g in detector.detect(contexts)]
 
     return predict
