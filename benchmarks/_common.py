@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from empathkit.reports.tables import markdown_table
 from empathkit.runs import library_versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -18,9 +19,8 @@ def write_results(name: str, payload: dict, table_rows: list[dict], title: str, 
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     cols = list(table_rows[0]) if table_rows else []
     md = [f"# {title}", "", f"Run {payload['date']} on this machine ({_cpu()}). Raw numbers: `{name}.json`.", ""]
-    md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in table_rows:
-        md.append("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+    md.append(markdown_table(cols, [[f"{r[c]:.3g}" if isinstance(r[c], float) else r[c] for c in cols]
+                                    for r in table_rows]))
     md += [""] + [f"- {n}" for n in notes]
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     return RESULTS / f"{name}.md"

@@ -200,6 +200,8 @@ def main() -> None:
 
 
 def markdown(r: dict) -> str:
+    from empathkit.reports.tables import markdown_table
+
     m = r["meta"]
     lines = ["# ECG-LoRA vs LoRA vs zero-shot prompt — SmolLM2-135M-Instruct on CPU", "",
              f"{m['date']}; {m['train_examples']} ED train examples (every-listener, emotion-stratified, max 2 context "
@@ -207,17 +209,15 @@ def markdown(r: dict) -> str:
              f"valid, {m['test_examples']} test examples; greedy decoding, {m['max_new_tokens']} new tokens; seed "
              f"{m['seed']}; torch threads {m['torch_threads']}; load average {m['load_avg_start']:.1f} at start, "
              f"{m['load_avg_end']:.1f} at end (other jobs shared the 2 cores); total {m['total_minutes']:.0f} min.", "",
-             "| system | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name, s in r["systems"].items():
-        sc = s["scores"]
-        lines.append(f"| {name} | " + " | ".join(_f(sc.get(k)) for k, _ in COLUMNS) + " |")
+             markdown_table(["system"] + [c[1] for c in COLUMNS],
+                            [[name] + [_f(s["scores"].get(k)) for k, _ in COLUMNS] for name, s in r["systems"].items()])]
     t = r["training"]
     lines += ["", "Sentence-level scores are in [0, 1] (ECG-LoRA paper conventions); corpus BLEU / Dist ×100. One seed, "
               "one small subset: differences of this size are not significant.", "",
-              "| training | steps | tokens | fwd+bwd s | tokens/s | train loss | valid loss |", "|---|---|---|---|---|---|---|"]
-    for name, x in t.items():
-        lines.append(f"| {name} | {x['global_steps']} | {x['tokens_seen']} | {x['train_step_seconds']:.0f} | "
-                     f"{x['train_tokens_per_s']:.1f} | {_f(x['train_loss'])} | {_f(x['best_eval_loss'])} |")
+              markdown_table(["training", "steps", "tokens", "fwd+bwd s", "tokens/s", "train loss", "valid loss"],
+                             [[name, x["global_steps"], x["tokens_seen"], f"{x['train_step_seconds']:.0f}",
+                               f"{x['train_tokens_per_s']:.1f}", _f(x["train_loss"]), _f(x["best_eval_loss"])]
+                              for name, x in t.items()])]
     lines += ["", "ECG-LoRA's train / valid loss include the weighted auxiliary losses (W1·L_con + W2·L_reg, ≈0.05–0.1 "
               "here), so only the LoRA losses are pure LM losses. Training fwd+bwd seconds were measured in sequence "
               "while other jobs loaded the machine (see the load averages), so their tokens/s are not comparable; "

@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     from empathkit.config import load_config
     from empathkit.methods.empo.stability import run_stability, to_markdown
     from empathkit.models.generation import GenerationSettings
+    from empathkit.reports.tables import markdown_table
 
     setup_logging()
     if args.threads:
@@ -114,13 +115,14 @@ def main(argv=None) -> int:
         "Lower is better for diff-* and wc-*-abs (distance between prompt and response word-choice scores); higher "
         "for BERTScore, NIDF, tries-templates-pct / compression / unique start words.", "",
         "## DPO training per seed", "",
-        "| seed | steps | pairs/epoch | draws | max prompt / completion tokens (p95) | first → last loss | "
-        "last reward acc. | last margin | runtime (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        markdown_table(["seed", "steps", "pairs/epoch", "draws", "max prompt / completion tokens (p95)",
+                        "first → last loss", "last reward acc.", "last margin", "runtime (s)"],
+                       [[s, d["steps"], d["pairs_per_epoch"], d["draws"],
+                         f"{d['max_prompt_length']} / {d['max_completion_length']}",
+                         f"{d['first_loss']:.4f} → {d['last_loss']:.4f}", f"{d['last_reward_accuracy']:.2f}",
+                         f"{d['last_reward_margin']:.4f}", f"{d['train_runtime_s']:.0f}"]
+                        for s, d in result["dpo"].items()], align="l" + "r" * 8),
     ]
-    for s, d in result["dpo"].items():
-        md.append(f"| {s} | {d['steps']} | {d['pairs_per_epoch']} | {d['draws']} | {d['max_prompt_length']} / "
-                  f"{d['max_completion_length']} | {d['first_loss']:.4f} → {d['last_loss']:.4f} | "
-                  f"{d['last_reward_accuracy']:.2f} | {d['last_reward_margin']:.4f} | {d['train_runtime_s']:.0f} |")
     md += ["", f"SFT: {result['sft']['global_steps']} steps on {result['sft']['train_examples']} examples, "
                f"{result['sft']['train_runtime_s']:.0f} s.", "", "## Timings (s)", ""]
     md += [f"- {k}: {v:.0f}" for k, v in result["timings_s"].items()]

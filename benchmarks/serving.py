@@ -27,6 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_results  # noqa: E402
+from empathkit.reports.tables import markdown_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_ID = "smollm2-prompt"
@@ -271,7 +272,8 @@ def main():
         f"{a.threads or 'default'}.",
     ]
     md = write_results("serving", payload, rows, "Serving under load (SmolLM2-135M prompt baseline, CPU)", notes)
-    cat_rows = "\n".join(f"| {k} | {v['n']} | {v['recall']:.2f} |" for k, v in crisis["per_category"].items())
+    cat_table = markdown_table(["category", "n", "recall"],
+                               [[k, v["n"], f"{v['recall']:.2f}"] for k, v in crisis["per_category"].items()])
     md.write_text(md.read_text() + f"""
 ## Crisis safety layer on the written set (`tests/serving/crisis_set.jsonl`)
 
@@ -284,9 +286,7 @@ numbers are an optimistic estimate, not a measure on real traffic.
 - speed: {crisis['checks_per_s']:.0f} checks/s (rules only)
 - missed: {crisis['missed'] or 'none'}; false alarms: {crisis['false_alarms'] or 'none'}
 
-| category | n | recall |
-|---|---|---|
-{cat_rows}
+{cat_table}
 """)
     print(md.read_text())
 

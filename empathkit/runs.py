@@ -14,7 +14,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import yaml
 
@@ -74,6 +74,7 @@ def save_run_meta(run_dir: str | Path, config: dict[str, Any], seed: int) -> Pat
 
 
 def write_jsonl(rows: Iterable[Any], path: str | Path) -> Path:
+    """One JSON object per line; objects with ``to_json()`` (Prediction, …) are written through it."""
     p = Path(path)
     with p.open("w", encoding="utf-8") as f:
         for r in rows:
@@ -81,19 +82,38 @@ def write_jsonl(rows: Iterable[Any], path: str | Path) -> Path:
     return p
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """The one generic JSONL row reader: ``(line number, row)`` for every non-blank line.
+
+    Every row must be a JSON object. A missing file, a line that is not UTF-8, not JSON or not an object raises a
+    :class:`~empathkit.errors.DataError` naming ``file:line``. Typed readers (dialogues, preference pairs,
+    predictions) build on this and report their own field errors with the line number it yields.
+    """
     from empathkit.errors import DataError
 
     p = Path(path)
-    rows = []
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON ({e.msg})", file=str(p), line=lineno) from None
-    return rows
+    if not p.is_file():
+        raise DataError("file not found", file=str(p))
+    with p.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError("not valid UTF-8", file=str(p), line=lineno) from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON ({e.msg} at column {e.colno})", file=str(p), line=lineno) from None
+            if not isinstance(row, dict):
+                raise DataError("each line must be a JSON object", file=str(p), line=lineno)
+            yield lineno, row
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """All rows of a JSONL file (see :func:`iter_jsonl` for the errors)."""
+    return [row for _, row in iter_jsonl(path)]
 
 
 def load_run_config(run_dir: str | Path) -> dict:

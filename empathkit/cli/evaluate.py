@@ -12,7 +12,6 @@ Examples::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -21,7 +20,7 @@ import typer
 from empathkit.cli.common import console, friendly_errors
 
 
-def _parse_kv(items: List[str] | None, what: str) -> dict:
+def _parse_kv(items: List[str] | None) -> dict:
     from empathkit.config import apply_overrides
 
     return apply_overrides({}, items or []) if items else {}
@@ -82,20 +81,31 @@ def evaluate(inputs: List[str] = typer.Argument(None, help="prediction files: PA
     """Score system outputs; writes per-example JSONL, aggregates.json, report.md and report.html."""
     from empathkit.config import load_config
     from empathkit.errors import ConfigError
-    from empathkit.evaluation import Columns, evaluate as run_eval, markdown_table, read_predictions, table_rows, write_report
+    from empathkit.evaluation import (Columns, evaluate as run_eval, read_predictions, significance_tests, table_rows,
+                                      update_run_scores, write_report, write_significance)
+    from empathkit.evaluation.significance import TESTS
+    from empathkit.reports.tables import markdown_table
 
     if list_metrics:
         _list_metrics()
         return
     if not inputs:
         raise ConfigError("give at least one predictions file (or --list)")
+    if significance and len(inputs) < 2:
+        raise ConfigError("--significance needs at least two systems")
+    if test not in TESTS:
+        raise ConfigError(f"--test {test!r}: one of {' | '.join(TESTS)}")
     cfg = load_config(config) if config else {}
     preset = preset or cfg.get("preset")
     metric_list = metrics or cfg.get("metrics")
+    if not isinstance(cfg.get("metric_options", {}), dict):
+        raise ConfigError(f"{config}: metric_options must map metric → {{option: value}}")
     metric_options = {**cfg.get("metric_options", {})}
-    for k, v in _parse_kv(opt, "option").items():
-        metric_options.setdefault(k, {}).update(v if isinstance(v, dict) else {})
-    resources = {**cfg.get("resources", {}), **_parse_kv(resource, "resource")}
+    for k, v in _parse_kv(opt).items():
+        if not isinstance(v, dict):
+            raise ConfigError(f"--opt {k}={v}: give METRIC.OPTION=VALUE (e.g. --opt meteor.synonyms=never)")
+        metric_options.setdefault(k, {}).update(v)
+    resources = {**cfg.get("resources", {}), **_parse_kv(resource)}
     ccfg = cfg.get("columns", {})
     cols = Columns(hypothesis=hyp_col or ccfg.get("hypothesis"), reference=ref_col or ccfg.get("reference"),
                    context=ctx_col or ccfg.get("context"), emotion=emo_col or ccfg.get("emotion"),
@@ -103,114 +113,28 @@ def evaluate(inputs: List[str] = typer.Argument(None, help="prediction files: PA
     systems = []
     for arg in inputs:
         name, path = _split_input(arg)
-        recs = read_predictions(path, fmt, cols, refs, contexts, emotions, context_sep)
-        systems.append((name, recs, path))
+        systems.append((name, read_predictions(path, fmt, cols, refs, contexts, emotions, context_sep), path))
     result = run_eval([(n, r) for n, r, _ in systems], metric_list, preset, resources, metric_options, strict)
     for run, (_, _, path) in zip(result.runs, systems):
         run.source = str(path)
-    if out is None:
-        first = Path(systems[0][2])
-        if len(systems) == 1 and (first.parent / "config.yaml").is_file():
-            out = first.parent / "eval"
-        else:
-            from empathkit.runs import new_run_dir
-
-            out = new_run_dir("runs", "evaluate")
+    out = out or _default_out(Path(systems[0][2]), len(systems))
     run_config = {"inputs": [str(p) for _, _, p in systems], "preset": preset, "metrics": metric_list,
                   "metric_options": metric_options, "resources": resources, "format": fmt,
                   "resolved_metrics": [{"name": m, "options": o} for m, o in result.metrics]}
-    write_report(result, out, run_config, seed)
-    first = Path(systems[0][2])
-    if len(systems) == 1 and first.name == "predictions.jsonl" and (first.parent / "config.yaml").is_file():
-        _update_scores(first.parent / "scores.json", result.runs[0].aggregates)
-    extra_md = _extras(result, out, by_emotion or [], plots)
-    if extra_md:
-        with (out / "report.md").open("a", encoding="utf-8") as f:
-            f.write("\n" + extra_md)
+    write_report(result, out, run_config, seed, by_emotion=by_emotion or [], plots=plots)
+    update_run_scores(result)
     header, rows = table_rows(result)
     typer.echo(markdown_table(header, rows))
     if significance:
-        if len(result.runs) < 2:
-            raise ConfigError("--significance needs at least two systems")
         tests = significance_tests(result, test, resamples, seed, corpus_bootstrap)
-        (out / "significance.json").write_text(json.dumps(tests, indent=2), encoding="utf-8")
-        lines = [f"| system | vs | metric | test | Δ | p |", "|---|---|---|---|---|---|"]
-        for t in tests:
-            lines.append(f"| {t['system']} | {t['baseline']} | {t['metric']} | {t['test']} | {t['delta']:+.4f} | "
-                         f"{t['p_value']:.4g}{' *' if t['p_value'] < 0.05 else ''} |")
-        with (out / "report.md").open("a", encoding="utf-8") as f:
-            f.write("\n## Significance (vs " + result.runs[0].name + ", * = p < 0.05)\n\n" + "\n".join(lines) + "\n")
-        typer.echo("\n" + "\n".join(lines))
+        typer.echo("\n" + write_significance(result, tests, out))
     console.print(f"report: {out / 'report.md'}")
 
 
-def _update_scores(path: Path, aggregates: dict) -> None:
-    """A run directory's ``scores.json`` (runs.py layout): merged with what is already there."""
-    import math
+def _default_out(first: Path, n_inputs: int) -> Path:
+    """``<run>/eval`` for one run directory's predictions, else a new ``runs/<time>-evaluate``."""
+    if n_inputs == 1 and (first.parent / "config.yaml").is_file():
+        return first.parent / "eval"
+    from empathkit.runs import new_run_dir
 
-    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    old.update({k: (v if isinstance(v, float) and math.isfinite(v) else None) for k, v in aggregates.items()})
-    path.write_text(json.dumps(old, indent=2), encoding="utf-8")
-
-
-def _extras(result, out: Path, by_emotion: list[str], plots: bool) -> str:
-    from empathkit.reports import plots as P
-    from empathkit.reports.tables import breakdown_table, rows_from_result
-
-    md = []
-    if by_emotion:
-        rows = rows_from_result(result)
-        for key in by_emotion:
-            md += ["## Per emotion", "", breakdown_table(rows, key), ""]
-    if plots:
-        keys = [k for k in result.keys() if not k.startswith("tries-")][:8]
-        if keys:
-            p = P.bar_chart(result, keys, out / "plots" / "bars.png")
-            md += [f"![bars]({p.relative_to(out)})", ""]
-            if len(keys) >= 3 and len(result.systems()) >= 2:
-                lower = [k for k in result.lower_is_better() if k in keys]
-                p = P.radar_chart(result, keys, out / "plots" / "radar.png", lower_is_better=lower)
-                md += [f"![radar]({p.relative_to(out)})", ""]
-    return "\n".join(md)
-
-
-def significance_tests(result, test: str = "both", resamples: int = 1000, seed: int = 0,
-                       corpus_resamples: int = 0) -> list[dict]:
-    """Every system's first run against the first system's first run, paired by example id."""
-    from empathkit.errors import DataError
-    from empathkit.metrics.stats import compare_systems
-
-    base = result.runs[0]
-    seen = {base.name}
-    out = []
-    for run in result.runs[1:]:
-        if run.name in seen:
-            continue
-        seen.add(run.name)
-        pos = {rec.id: i for i, rec in enumerate(run.records)}
-        missing = [rec.id for rec in base.records if rec.id not in pos]
-        if missing:
-            raise DataError(f"system {run.name!r} lacks example id {missing[0]!r} of {base.name!r}: cannot pair "
-                            f"({len(missing)} missing)", file=run.source or None)
-        order = [pos[rec.id] for rec in base.records]
-        per_b = {k: [v[i] for i in order] for k, v in run.per_example.items()}
-        for t in compare_systems(base.per_example, per_b, test=test, n_resamples=resamples, seed=seed):
-            d = t.to_json()
-            # report as system − baseline
-            d.update(system=run.name, baseline=base.name, mean_a=t.mean_b, mean_b=t.mean_a, delta=-t.delta,
-                     ci_low=None if t.ci_high is None else -t.ci_high, ci_high=None if t.ci_low is None else -t.ci_low)
-            out.append(d)
-        if corpus_resamples:
-            from empathkit.metrics.stats import corpus_bootstrap
-
-            recs_b = [run.records[i] for i in order]
-            for key, metric in base.key_metric.items():
-                if key in base.per_example or key not in run.aggregates:
-                    continue
-                opts = dict(next((o for m, o in result.metrics if m == metric), {}))
-                t = corpus_bootstrap(metric, key, base.records, recs_b, corpus_resamples, seed, **opts)
-                d = t.to_json()
-                d.update(test="corpus-bootstrap", system=run.name, baseline=base.name, mean_a=t.mean_b,
-                         mean_b=t.mean_a, delta=-t.delta, ci_low=-t.ci_high, ci_high=-t.ci_low)
-                out.append(d)
-    return out
+    return new_run_dir("runs", "evaluate")

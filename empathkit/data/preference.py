@@ -178,11 +178,11 @@ def write_jsonl(pairs: Iterable[PreferencePair], path: str | Path) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[PreferencePair]:
-    from empathkit.runs import read_jsonl as _read
+    from empathkit.runs import iter_jsonl
 
     names = set(PreferencePair.__dataclass_fields__)
     out = []
-    for lineno, row in enumerate(_read(path), start=1):
+    for lineno, row in iter_jsonl(path):
         missing = names - set(row)
         if missing:
             raise DataError(f"missing field(s) {sorted(missing)}", file=str(path), line=lineno,

@@ -4,7 +4,8 @@
   listener turn is the target (EmPO convention).
 - ``every-listener``: every listener turn is a target with its history (MoEL / CEM / KEMP / ReflectDiffu convention).
 
-``max_history`` keeps only the last N context turns (``None`` = all).
+``max_history`` keeps only the last N context turns (``None`` = all). Turn annotations travel with the context
+turns; the target turn's annotation (e.g. its intent label) becomes ``Example.annotations.target``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from typing import Callable, Iterable
 
 from empathkit.registry import Registry
-from empathkit.types import Dialogue, Example
+from empathkit.types import Dialogue, Example, ExampleAnnotations
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,9 @@ def _example(d: Dialogue, i: int, max_history: int | None) -> Example:
     ctx = d.turns[:i]
     if max_history is not None and max_history > 0:
         ctx = ctx[-max_history:]
+    ann = ExampleAnnotations(target=d.turns[i].annotation) if d.turns[i].annotation else ExampleAnnotations()
     return Example(id=f"{d.id}#{i}", dialogue_id=d.id, emotion=d.emotion, situation=d.situation, context=tuple(ctx),
-                   target=d.turns[i].text, profile=d.profile)
+                   target=d.turns[i].text, profile=d.profile, annotations=ann)
 
 
 @PROTOCOLS.register("every-listener")

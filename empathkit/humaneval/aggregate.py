@@ -144,19 +144,21 @@ def aggregate(sheets: Sequence[str | Path], key: str | Path, out: str | Path | N
 
 
 def to_markdown(result: dict[str, Any]) -> str:
+    from empathkit.reports.tables import markdown_table
+
     lines = [f"# Human evaluation ({result['mode']}, {result['annotators']} annotator sheet(s))", ""]
     for asp, r in result["by_aspect"].items():
         kap = r["fleiss_kappa"]
         ks = f"{kap['kappa']:.3f} ({kap['items']} items × {kap['raters']} raters)" if kap["kappa"] is not None else "n/a"
         lines += [f"## {asp} — Fleiss' κ = {ks}", ""]
         if result["mode"] == "ab":
-            lines += ["| pair | win % | tie % | lose % | n | sign-test p |", "|---|---|---|---|---|---|"]
-            for name, t in r["pairs"].items():
-                lines.append(f"| {name} | {t['win_pct']:.1f} | {t['tie_pct']:.1f} | {t['lose_pct']:.1f} | "
-                             f"{t['win'] + t['tie'] + t['lose']} | {t['sign_test_p']:.3g} |")
+            lines.append(markdown_table(
+                ["pair", "win %", "tie %", "lose %", "n", "sign-test p"],
+                [[name, f"{t['win_pct']:.1f}", f"{t['tie_pct']:.1f}", f"{t['lose_pct']:.1f}",
+                  t["win"] + t["tie"] + t["lose"], f"{t['sign_test_p']:.3g}"] for name, t in r["pairs"].items()]))
         else:
-            lines += ["| system | mean | SD | ratings |", "|---|---|---|---|"]
-            for s, v in r["systems"].items():
-                lines.append(f"| {s} | {v['mean']:.2f} | {v['sd']:.2f} | {v['n']} |")
+            lines.append(markdown_table(["system", "mean", "SD", "ratings"],
+                                        [[s, f"{v['mean']:.2f}", f"{v['sd']:.2f}", v["n"]]
+                                         for s, v in r["systems"].items()]))
         lines.append("")
     return "\n".join(lines)

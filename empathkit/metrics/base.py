@@ -52,18 +52,16 @@ class MetricSpec:
     family: str
     higher_is_better: bool = True
     description: str = ""
-    needs: tuple[str, ...] = ()  # resources it needs: "encoder", "lexicon:vad", "classifier:emotion", "lm", …
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
 
 
-def register_metric(name: str, family: str, higher_is_better: bool = True, description: str = "",
-                    needs: tuple[str, ...] = ()):
+def register_metric(name: str, family: str, higher_is_better: bool = True, description: str = ""):
     """Decorator: ``@register_metric("bleu-moses", family="lexical")`` over ``fn(batch, resources, **opts)``."""
 
     def deco(fn):
-        METRICS.register(name, MetricSpec(name, fn, family, higher_is_better, description, needs))
+        METRICS.register(name, MetricSpec(name, fn, family, higher_is_better, description))
         return fn
 
     return deco

@@ -112,7 +112,7 @@ def _set_f1(a: Sequence[str], b: Sequence[str]) -> float:
     return 2 * tp / (len(sa) + len(sb)) if (sa or sb) else 0.0
 
 
-@register_metric("ea-f1", family="emotion", needs=("classifier:goemotions",),
+@register_metric("ea-f1", family="emotion",
                  description="macro F1 of GoEmotions labels (p>=0.3, neutral fallback) of response vs reference (ECG-LoRA)")
 def ea_f1(batch: Batch, resources=None, threshold: float = EA_THRESHOLD, average: str = "macro",
           fallback: str = "neutral", classifier: str | None = None, batch_size: int = 64,
@@ -177,14 +177,14 @@ def _ec(batch: Batch, resources, version: str, vad_path: str | None, classifier_
                          "label_mapping": "label word's own lexicon entry; anticipating -> anticipation"})
 
 
-@register_metric("ec", family="emotion", needs=("classifier:goemotions", "lexicon:vad"),
+@register_metric("ec", family="emotion",
                  description="cosine of NRC VAD v2.1 vectors of gold emotion and response's top GoEmotions label, clamped [0,1] (ECG-LoRA)")
 def ec(batch: Batch, resources=None, vad_version: str = "v2.1", vad_path: str | None = None,
        classifier_kind: str = "goemotions", classifier: str | None = None, batch_size: int = 64) -> MetricResult:
     return _ec(batch, resources, vad_version, vad_path, classifier_kind, classifier, batch_size, "ec")
 
 
-@register_metric("ec-v1", family="emotion", needs=("classifier:goemotions", "lexicon:vad-v1"),
+@register_metric("ec-v1", family="emotion",
                  description="EC with the NRC VAD v1 (2018, [0,1]) lexicon")
 def ec_v1(batch: Batch, resources=None, vad_path: str | None = None, classifier_kind: str = "goemotions",
           classifier: str | None = None, batch_size: int = 64) -> MetricResult:

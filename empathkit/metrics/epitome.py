@@ -63,7 +63,7 @@ def epitome_levels(batch: Batch, resources=None, seeker: str = "last-turn", clas
     return out
 
 
-@register_metric("emp-f1", family="epitome", needs=("classifier:epitome-er", "classifier:epitome-ip", "classifier:epitome-ex"),
+@register_metric("emp-f1", family="epitome",
                  description="weighted F1 of EPITOME levels (ER/IP/EX) of response vs reference, and their mean (ECG-LoRA/EmpRL)")
 def emp_f1(batch: Batch, resources=None, seeker: str = "last-turn", classifiers: dict | None = None,
            batch_size: int = 64, scale: float = 1.0) -> MetricResult:
@@ -83,7 +83,6 @@ def emp_f1(batch: Batch, resources=None, seeker: str = "last-turn", classifiers:
 
 
 @register_metric("diff-epitome", family="epitome", higher_is_better=False,
-                 needs=("classifier:epitome-er", "classifier:epitome-ip", "classifier:epitome-ex"),
                  description="mean squared EPITOME level difference response vs reference per dimension, and their mean (EmPO)")
 def diff_epitome(batch: Batch, resources=None, seeker: str = "last-turn", classifiers: dict | None = None,
                  batch_size: int = 64, power: int = 2) -> MetricResult:

@@ -25,7 +25,7 @@ from empathkit.metrics.semantic import causal_loglik, sample_indices, scatter
 _CACHE: dict[tuple, tuple[float, int]] = {}
 
 
-@register_metric("perplexity", family="fluency", higher_is_better=False, needs=("lm",),
+@register_metric("perplexity", family="fluency", higher_is_better=False,
                  description="token-level perplexity of a causal LM (default backbone) on the references")
 def perplexity(batch: Batch, resources=None, target: str = "references", condition: str = "none",
                max_context_turns: int = 2, batch_size: int = 32, max_examples: int | None = None,

@@ -41,7 +41,7 @@ def _data_root(resources):
         return None
 
 
-@register_metric("acc-intent", family="intent", needs=("classifier:intent", "data:empathetic_intents"),
+@register_metric("acc-intent", family="intent",
                  description="accuracy of the response's predicted intent vs the EmpatheticIntents label of the reference turn")
 def acc_intent(batch: Batch, resources=None, classifier: str | None = None, batch_size: int = 64) -> MetricResult:
     from empathkit.classifiers.intent_align import reference_intents
@@ -62,7 +62,7 @@ def acc_intent(batch: Batch, resources=None, classifier: str | None = None, batc
                          "gold": "EmpatheticIntents annotation of the reference listener turn"})
 
 
-@register_metric("acc-intent-ref", family="intent", needs=("classifier:intent",),
+@register_metric("acc-intent-ref", family="intent",
                  description="agreement of the predicted intents of response and reference")
 def acc_intent_ref(batch: Batch, resources=None, classifier: str | None = None, batch_size: int = 64) -> MetricResult:
     clf = _clf(resources, classifier)

@@ -204,7 +204,7 @@ def _warn_slow_local_judge(n: int, dtype: str, device: str) -> float:
     return est
 
 
-@register_metric("g-score", family="judge", needs=("judge",),
+@register_metric("g-score", family="judge",
                  description="LLM-as-judge G-Score: relevance, fluency, informativeness, coherence (1-5) and their mean")
 def g_score(batch: Batch, resources=None, backend: str | None = None, model: str | None = None,
             base_url: str | None = None, max_examples: int | None = None, seed: int = 0, batch_size: int = 16) -> MetricResult:

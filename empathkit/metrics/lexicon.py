@@ -42,7 +42,7 @@ def nidf_scores(responses: Sequence[str], table: dict[str, float], oov: float = 
     return out
 
 
-@register_metric("nidf", family="lexicon", needs=("ed",),
+@register_metric("nidf", family="lexicon",
                  description="specificity: mean NIDF of the response's words, DF from ED train+valid utterances (Lee et al. 2024 / EmPO)")
 def nidf(batch: Batch, resources=None) -> MetricResult:
     res = as_resources(resources)
@@ -81,7 +81,7 @@ def iva_scores(text: str, vad: dict, intensity: dict, stat: str = "max", missing
     return _stat(i, stat), _stat(v, stat), _stat(a, stat)
 
 
-@register_metric("word-choice", family="lexicon", higher_is_better=False, needs=("lexicon:vad", "lexicon:intensity"),
+@register_metric("word-choice", family="lexicon", higher_is_better=False,
                  description="intensity/valence/arousal distance previous utterance vs response, signed and absolute (EmPO Table 5, App. C)")
 def word_choice(batch: Batch, resources=None, vad_version: str = "v1", stat: str = "max",
                 missing: str | None = None) -> MetricResult:

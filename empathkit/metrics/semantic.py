@@ -68,7 +68,7 @@ def _bert_score_safe(path: str) -> str:
     return str(link)
 
 
-@register_metric("bertscore", family="semantic", needs=("encoder",),
+@register_metric("bertscore", family="semantic",
                  description="BERTScore P/R/F1 (bert-score); default encoder the embedded MiniLM (layer 5), baseline rescaling when available")
 def bertscore(batch: Batch, resources=None, model: str | None = None, num_layers: int | None = None,
               rescale_with_baseline: bool = False, baseline_path: str | None = None, idf: bool = False,
@@ -180,7 +180,7 @@ def causal_loglik(model, tok, prefixes: Sequence[str], targets: Sequence[str], b
     return sums, counts
 
 
-@register_metric("bartscore", family="semantic", needs=("lm",),
+@register_metric("bartscore", family="semantic",
                  description="BARTScore: mean token log-likelihood between hypothesis and reference (seq2seq BART if given, else a causal-LM variant on the default backbone)")
 def bartscore(batch: Batch, resources=None, model: str | None = None, direction: str = "ref->hyp",
               batch_size: int = 32, max_examples: int | None = None, seed: int = 0) -> MetricResult:
@@ -240,7 +240,7 @@ def _static_table(res):
     return first.tokenizer, emb
 
 
-@register_metric("vector-extrema", family="semantic", needs=("encoder",),
+@register_metric("vector-extrema", family="semantic",
                  description="Vector Extrema cosine (Forgues et al. 2014); default vectors = the encoder's static WordPiece embeddings")
 def vector_extrema(batch: Batch, resources=None, embeddings: str | None = None) -> MetricResult:
     """Word vectors: a GloVe/word2vec text file (``embeddings`` or ``resources.embeddings``; lower-cased NLTK tokens,

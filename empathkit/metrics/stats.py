@@ -7,6 +7,9 @@
 - :func:`permutation_test` — paired (sign-flip) permutation test of the mean difference, via
   ``scipy.stats.permutation_test(permutation_type="samples")`` (the EmPO papers' p-values are permutation tests).
 - :func:`mean_sd` — mean and sample SD (``ddof=1``) over runs with different seeds (EmPO Table 2).
+
+Plain numbers in, numbers out: this module knows nothing of records or the evaluation runner (the bootstrap of a
+corpus metric over records is :func:`empathkit.evaluation.significance.corpus_bootstrap`).
 """
 
 from __future__ import annotations
@@ -125,23 +128,3 @@ def compare_systems(per_a: dict[str, Sequence[float]], per_b: dict[str, Sequence
         if test in ("permutation", "both"):
             out.append(permutation_test(per_a[k], per_b[k], max(n_resamples, 1000), seed, k))
     return out
-
-
-def corpus_bootstrap(metric: str, key: str, records_a: Sequence, records_b: Sequence, n_resamples: int = 200,
-                     seed: int = 0, resources=None, **options) -> TestResult:
-    """Paired bootstrap of a corpus-level metric (e.g. corpus BLEU, corpus Dist-n): the metric is recomputed on both
-    systems' resampled examples (records paired by position) ``n_resamples`` times — slow for expensive metrics."""
-    from empathkit.evaluation import to_batch
-    from empathkit.metrics import METRICS
-
-    if len(records_a) != len(records_b):
-        raise ValueError(f"systems have {len(records_a)} and {len(records_b)} examples; align them by id first")
-    fn = METRICS.get(metric).fn
-
-    def corpus_fn(idx):
-        a = fn(to_batch([records_a[i] for i in idx]), resources, **options).aggregate[key]
-        b = fn(to_batch([records_b[i] for i in idx]), resources, **options).aggregate[key]
-        return a, b
-
-    zeros = np.zeros(len(records_a))
-    return paired_bootstrap(zeros, zeros, n_resamples, seed, key, corpus_fn=corpus_fn)

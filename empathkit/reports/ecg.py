@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,10 +36,11 @@ def _plt():
 
 
 def read_log(run_dir: str | Path) -> list[dict]:
+    """The rows of a run's ``log.jsonl`` (none when the run has no log)."""
+    from empathkit.runs import read_jsonl
+
     p = Path(run_dir) / "log.jsonl"
-    if not p.is_file():
-        return []
-    return [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return read_jsonl(p) if p.is_file() else []
 
 
 def gate_rows(rows: Sequence[dict]) -> list[dict]:

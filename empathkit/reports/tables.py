@@ -1,4 +1,7 @@
-"""Tables: per-emotion breakdown of any per-example metric, for one or several systems.
+"""Tables: the one Markdown / HTML table writer, and per-emotion breakdowns of any per-example metric.
+
+:func:`markdown_table` / :func:`html_table` write every table of the package (evaluation reports, significance,
+human evaluation, run reports, benchmarks); cells are given as strings (other values go through ``str``).
 
 The breakdown groups examples by their gold ED emotion (the ``emotion`` field of the predictions) and reports the
 mean of a per-example metric and the number of examples per emotion; systems go side by side. Corpus-level metrics
@@ -8,12 +11,30 @@ mean of a per-example metric and the number of examples per emotion; systems go 
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from empathkit.errors import ConfigError
+
+
+def markdown_table(header: Sequence[Any], rows: Iterable[Sequence[Any]], align: str | Sequence[str] | None = None) -> str:
+    """A GitHub Markdown table. ``align``: one letter per column, ``l`` (default) or ``r`` (e.g. ``"lrr"``)."""
+    if align is not None and len(align) != len(header):
+        raise ValueError(f"align has {len(align)} letters for {len(header)} columns")
+    seps = ["---:" if a == "r" else "---" for a in (align or ["l"] * len(header))]
+    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "|".join(seps) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def html_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
+    """The same table as HTML (cells escaped)."""
+    th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table>\n<thead><tr>{th}</tr></thead>\n<tbody>{body}</tbody>\n</table>"
 
 
 def load_per_example(path: str | Path) -> list[dict[str, Any]]:
@@ -66,7 +87,7 @@ def per_emotion(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, tuple[
 
 def per_emotion_corpus(records: Sequence[Any], metric: str, key: str, resources=None, **options) -> dict[str, tuple[float, int]]:
     """Re-run a (corpus) metric on each emotion's examples: emotion → (value of ``key``, n)."""
-    from empathkit.evaluation import to_batch
+    from empathkit.evaluation.runner import to_batch
     from empathkit.metrics import METRICS
 
     spec = METRICS.get(metric)
@@ -93,12 +114,8 @@ def breakdown_table(systems: Mapping[str, Sequence[Mapping[str, Any]]], key: str
     first_rows = next(iter(systems.values()), [])
     body.append(["all", str(sum(1 for r in first_rows if r.get(key) is not None))] + overall)
     if fmt == "md":
-        from empathkit.evaluation import markdown_table
-
         return f"**{key} by emotion**\n\n" + markdown_table(header, body)
     if fmt == "html":
-        from empathkit.evaluation import html_table
-
         return html_table(header, body)
     if fmt == "json":
         return json.dumps({name: {e: {"mean": m, "n": n} for e, (m, n) in c.items()} for name, c in cols.items()}, indent=2)

@@ -181,6 +181,8 @@ def test_cli_config_file_run_dir_and_list(tmp_path):
     agg = json.loads((run / "eval" / "aggregates.json").read_text())
     assert agg["runs"][0]["system"] == "myrun"
     assert set(agg["runs"][0]["aggregates"]) == {"rouge-1", "dist-sent-1", "dist-sent-2", "dist-sent-3"}
+    scores = json.loads((run / "scores.json").read_text())  # the run directory's scores, merged
+    assert scores["rouge-1"] == pytest.approx(agg["runs"][0]["aggregates"]["rouge-1"])
     res = runner.invoke(app, ["evaluate", "--list"])
     assert res.exit_code == 0 and "bleu-moses" in res.output and "presets:" in res.output
 
@@ -206,3 +208,171 @@ def test_cli_corpus_bootstrap(tmp_path):
     sig = json.loads((tmp_path / "o" / "significance.json").read_text())
     d1 = next(t for t in sig if t["metric"] == "dist-1")
     assert d1["test"] == "corpus-bootstrap" and d1["delta"] < 0 and d1["system"] == "b"
+
+
+# ------------------------------------------------------------------------------------------------ one-line errors
+def _known_metrics() -> str:
+    from empathkit.metrics import METRICS
+
+    return ", ".join(METRICS.names())
+
+
+BAD_OPTIONS = [
+    ("meteor.synonyms=bogus", "metric 'meteor': option 'synonyms' must be one of auto, never, always, got 'bogus'"),
+    ("meteor.synonym=never",
+     "metric 'meteor' has no option 'synonym' (did you mean 'synonyms'?); its options: synonyms, lower"),
+    ("dist.ns=abc", "metric 'dist': option 'ns' expects a list, got 'abc'"),
+    ("bleu.lowercase=1", "metric 'bleu': option 'lowercase' expects true or false, got 1"),
+    ("blue.orders=[4]", "unknown metric 'blue' in the metric options (did you mean 'bleu'?)"),
+    ("nosuch.x=1", None),  # the known names: filled in below
+    ("meteor=3", "--opt meteor=3: give METRIC.OPTION=VALUE (e.g. --opt meteor.synonyms=never)"),
+    ("bleu.orders=[9]", "metric 'bleu' failed with options (orders=[9]): BLEU orders must be within 1..4, got [9]"),
+]
+
+
+def _expected(opt: str, msg: str | None) -> str:
+    return msg or f"unknown metric 'nosuch' in the metric options; known: {_known_metrics()}"
+
+
+@pytest.mark.parametrize("opt,msg", [o for o in BAD_OPTIONS if o[0] != "meteor=3"])
+def test_bad_metric_options_are_one_line_config_errors(opt, msg):
+    from empathkit.config import apply_overrides
+    from empathkit.errors import ConfigError
+
+    options = apply_overrides({}, [opt])
+    with pytest.raises(ConfigError) as e:
+        evaluate([("s", records_from_predictions(ROWS))], metrics="meteor,dist,bleu", metric_options=options,
+                 progress=False)
+    assert str(e.value) == _expected(opt, msg)
+
+
+@pytest.mark.parametrize("opt,msg", BAD_OPTIONS)
+def test_cli_bad_option_exits_2_with_one_error_line(tmp_path, opt, msg):
+    from empathkit.cli.main import app
+
+    a = write_jsonl(tmp_path / "a.jsonl", ROWS)
+    res = CliRunner().invoke(app, ["evaluate", str(a), "-m", "meteor,dist,bleu", "--opt", opt, "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert "Traceback" not in res.output
+    assert f"error: {_expected(opt, msg)}" in res.output.splitlines()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["-m", "blue"], "unknown metric 'blue' (did you mean 'bleu'?)"),
+    (["-m", "ecg-lora2"], "unknown metric 'ecg-lora2' (did you mean 'ecg-lora'?)"),
+    (["-p", "ecg"], "unknown preset 'ecg' (did you mean 'ecg-lora'?); known: basic, ecg-lora, empo, nlpcc2025, "
+                    "reflectdiffu, all"),
+    (["--format", "xml"], "unknown input format 'xml' (auto | jsonl | csv | tsv | text)"),
+    (["--significance"], "--significance needs at least two systems"),
+])
+def test_cli_unknown_names_exit_2_with_one_error_line(tmp_path, args, msg):
+    from empathkit.cli.main import app
+
+    a = write_jsonl(tmp_path / "a.jsonl", ROWS)
+    res = CliRunner().invoke(app, ["evaluate", str(a), *args, "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert f"error: {msg}" in res.output.splitlines()
+
+
+def test_cli_bad_option_in_a_real_process_prints_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    a = write_jsonl(tmp_path / "a.jsonl", ROWS)
+    p = subprocess.run([sys.executable, "-m", "empathkit.cli.main", "evaluate", str(a), "-m", "meteor",
+                        "--opt", "meteor.synonyms=bogus", "-o", str(tmp_path / "o")], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr + p.stdout
+    assert p.stderr.strip().splitlines()[-1] == ("error: metric 'meteor': option 'synonyms' must be one of auto, never, "
+                                                 "always, got 'bogus'")
+
+
+def test_metric_raising_value_or_type_error_on_an_option_value_is_a_config_error(monkeypatch):
+    from empathkit.errors import ConfigError
+    from empathkit.metrics import METRICS
+    from empathkit.metrics.base import MetricSpec
+
+    def picky(batch, resources=None, mode: str = "a", k: int = 1):
+        if mode != "a":
+            raise ValueError(f"mode must be a, got {mode!r}\nsecond line")
+        return len(batch.hypotheses) + "x"  # TypeError, but without options it is a bug: not hidden
+
+    monkeypatch.setitem(METRICS._items, "picky", MetricSpec("picky", picky, "lexical"))
+    recs = records_from_predictions(ROWS)
+    with pytest.raises(ConfigError) as e:
+        evaluate([("s", recs)], metrics="picky", metric_options={"picky": {"mode": "b"}}, progress=False)
+    assert str(e.value) == "metric 'picky' failed with options (mode='b'): mode must be a, got 'b'"
+    with pytest.raises(ConfigError, match=r"^metric 'picky' failed with options \(k=2\): unsupported operand"):
+        evaluate([("s", recs)], metrics="picky", metric_options={"picky": {"k": 2}}, progress=False)
+    with pytest.raises(TypeError):
+        evaluate([("s", recs)], metrics="picky", progress=False)
+
+
+def test_options_for_an_unselected_metric_are_ignored_with_a_warning(caplog):
+    ms = resolve_metrics("rouge", metric_options={"meteor": {"synonyms": "never"}})
+    assert ms == [("rouge", {})]
+    assert "options for metric 'meteor' are ignored" in caplog.text
+
+
+def test_significance_rejects_unknown_test_name():
+    from empathkit.errors import ConfigError
+    from empathkit.evaluation import significance_tests
+
+    res = evaluate([("a", records_from_predictions(ROWS)), ("b", records_from_predictions(ROWS))], metrics="length",
+                   progress=False)
+    with pytest.raises(ConfigError, match=r"^unknown test 'bootstap' \(bootstrap \| permutation \| both\)$"):
+        significance_tests(res, test="bootstap")
+
+
+def test_jsonl_line_that_is_not_an_object_names_file_and_line(tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_text(json.dumps(ROWS[0]) + "\n\n[1, 2]\n")
+    with pytest.raises(DataError) as e:
+        read_predictions(p)
+    assert str(e.value) == f"{p}:3: each line must be a JSON object"
+    with pytest.raises(DataError, match=r"nope.jsonl: file not found"):
+        read_predictions(tmp_path / "nope.jsonl")
+
+
+# ------------------------------------------------------------------------------------------------ annotations
+ANN = {"turns": [{"emotion_reason": [0, 1]}], "intent": "questioning", "exemplars": ["I am sorry."]}
+
+
+def test_annotations_are_read_carried_and_written_untouched(tmp_path):
+    rows = [{**ROWS[0], "annotations": ANN}, ROWS[1]]
+    recs = read_predictions(write_jsonl(tmp_path / "p.jsonl", rows))
+    assert recs[0].annotations == ANN and "annotations" not in recs[0].extra and recs[1].annotations == {}
+    res = evaluate([("s", recs)], metrics="length", progress=False)
+    out = write_report(res, tmp_path / "eval")
+    lines = [json.loads(x) for x in (out / "per_example" / "s.jsonl").read_text().splitlines()]
+    assert lines[0]["annotations"] == ANN and "annotations" not in lines[1]
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, [{**ROWS[0], "annotations": "emotion=sad"}])
+    with pytest.raises(DataError) as e:
+        read_predictions(bad)
+    assert str(e.value) == f"{bad}:1: field 'annotations': must be an object, got str"
+
+
+def test_records_from_predictions_carry_prediction_annotations():
+    from empathkit.types import Prediction
+
+    r = ROWS[0]
+    p = Prediction(r["id"], r["emotion"], r["context"], r["reference"], r["prediction"])
+    p.annotations = dict(ANN)
+    assert records_from_predictions([p])[0].annotations == ANN
+    assert records_from_predictions([{**r, "annotations": ANN}])[0].annotations == ANN
+    assert records_from_predictions([r])[0].annotations == {}
+
+
+# ------------------------------------------------------------------------------------------------ layout
+def test_public_names_and_moved_functions():
+    import empathkit.evaluation as ev
+    from empathkit.cli.report import make_report
+    from empathkit.reports.run_report import make_report as moved
+
+    for name in ("score", "evaluate", "read_predictions", "PRESETS", "Columns", "write_report", "table_rows",
+                 "EvalResult", "resolve_metrics", "Record", "records_from_predictions", "to_batch", "SystemResult",
+                 "significance_tests"):
+        assert hasattr(ev, name), name
+    assert make_report is moved
+    assert not hasattr(ev, "markdown_table")  # one table writer: empathkit.reports.tables

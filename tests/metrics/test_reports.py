@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from empathkit.errors import ConfigError
 from empathkit.evaluation import evaluate, records_from_predictions
 from empathkit.reports import plots
-from empathkit.reports.tables import breakdown_table, per_emotion, per_emotion_corpus, rows_from_result
+from empathkit.reports.tables import (breakdown_table, html_table, markdown_table, per_emotion, per_emotion_corpus,
+                                      rows_from_result)
 
 ROWS = [
     {"id": "1", "emotion": "sad", "reference": "I am so sorry.", "prediction": "I am so sorry.", "context": ["x"]},
@@ -41,6 +42,15 @@ def test_breakdown_table_side_by_side():
     assert sad.split("|")[2].strip() == "2"
     assert "| all |" in md
     assert "<table>" in breakdown_table(rows_from_result(result()), "rouge-l", fmt="html")
+
+
+def test_the_one_table_writer():
+    assert markdown_table(["a", "b"], [["x", 1], ["y", 2.5]]) == "| a | b |\n|---|---|\n| x | 1 |\n| y | 2.5 |"
+    assert markdown_table(["a", "b", "c"], [], align="lrr").splitlines()[1] == "|---|---:|---:|"
+    with pytest.raises(ValueError, match="align"):
+        markdown_table(["a", "b"], [], align="l")
+    assert html_table(["<h>"], [["a & b"]]) == ("<table>\n<thead><tr><th>&lt;h&gt;</th></tr></thead>\n"
+                                                "<tbody><tr><td>a &amp; b</td></tr></tbody>\n</table>")
 
 
 def test_per_emotion_corpus_reruns_corpus_metric():

@@ -62,7 +62,7 @@ def test_compare_systems_requires_alignment():
 
 def test_corpus_bootstrap_recomputes_corpus_dist():
     from empathkit.evaluation import Record
-    from empathkit.metrics.stats import corpus_bootstrap
+    from empathkit.evaluation.significance import corpus_bootstrap
 
     a = [Record(str(i), f"word{i} other{i} more{i}", "r") for i in range(20)]
     b = [Record(str(i), "i am sorry", "r") for i in range(20)]
