@@ -116,5 +116,12 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [row for _, row in iter_jsonl(path)]
 
 
+def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> Path:
+    """Rewrite a run directory's ``config.yaml`` (e.g. a saved generator's inference-time overrides)."""
+    p = Path(run_dir) / "config.yaml"
+    p.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return p
+
+
 def load_run_config(run_dir: str | Path) -> dict:
     return yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))

@@ -148,9 +148,14 @@ class Generator(ABC):
         The default copies the run directory it was loaded from (without training checkpoints)."""
         if self.source_dir is None:
             raise NotImplementedError(f"{type(self).__name__} was not loaded from a run directory: override save()")
+        from empathkit.runs import load_run_config, write_run_config
+
         dest = Path(run_dir)
         shutil.copytree(self.source_dir, dest, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("checkpoints", "checkpoint-*", "predictions.jsonl"))
+        config = getattr(self, "config", None)
+        if hasattr(config, "model_dump"):  # inference-time overrides (e.g. a forced ECG-LoRA gate) are kept
+            write_run_config(dest, load_run_config(dest) | {"model": config.model_dump()})
         return dest
 
 

@@ -123,9 +123,11 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], settings: Generatio
 
     s = settings or GenerationSettings()
     torch.manual_seed(s.seed)
-    tokenizer.padding_side = "left"
-    enc_lens = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    # decoder-only models continue the prompt: pad on the left. Encoder-decoder inputs are padded on the right
+    # (BART's absolute positions change with left padding) and get their tokenizer's special tokens (T5's </s>).
+    tokenizer.padding_side = "right" if encoder_decoder else "left"
+    enc_lens = [len(tokenizer(p, add_special_tokens=encoder_decoder)["input_ids"]) for p in prompts]
     out: list[Output | None] = [None] * len(prompts)
     gen_kwargs = generate_kwargs(s, tokenizer)
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="resp")
@@ -150,8 +152,12 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], settings: Generatio
             toks = new[row]
             n_new = sum(1 for t in toks.tolist() if t not in special) if encoder_decoder else (
                 int((toks != tokenizer.pad_token_id).sum()) if tokenizer.pad_token_id is not None else len(toks))
-            finish = "cancelled" if stop is not None and i in stop.stopped else (
-                "length" if n_new >= s.max_new_tokens else "stop")
+            if stop is not None and i in stop.stopped:
+                finish = "cancelled"
+            elif encoder_decoder:  # the first token is the decoder start; the reply stopped if it emitted EOS
+                finish = "stop" if tokenizer.eos_token_id in toks.tolist()[1:] else "length"
+            else:
+                finish = "length" if n_new >= s.max_new_tokens else "stop"
             out[i] = Output(tokenizer.decode(toks, skip_special_tokens=True).strip(), enc_lens[i], n_new, finish)
         bar.update(len(idx))
     bar.close()
