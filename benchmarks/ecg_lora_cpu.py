@@ -51,8 +51,9 @@ def paired_step_times(cfg: dict, train_examples, n_pairs: int, batch_size: int) 
     from empathkit.methods.ecg_lora.config import ECGModelConfig
     from empathkit.methods.ecg_lora.layers import attach_gate
     from empathkit.methods.ecg_lora.trainer import make_gate
-    from empathkit.methods.sft.data import Collator, encode_examples
-    from empathkit.methods.sft.trainer import build_lora_model, load_base
+    from empathkit.models.encoding import encode_examples
+    from empathkit.training.backbone import build_lora_model, load_base
+    from empathkit.training.collator import Collator
 
     mc = validate(ECGModelConfig, cfg["model"], "model")
     models = {}

@@ -1,56 +1,51 @@
-"""The Python API behind the CLI: resolve a run config, load a method's generator, generate, save a run."""
+"""The Python API behind the CLI — the top layer: ``api → methods → training → runconfig / models / data``.
+
+- :func:`train` — validate a run config against its method, pick the run directory, train (also under
+  ``accelerate launch``);
+- :func:`load_generator` — a method's :class:`~empathkit.methods.base.Generator` from a run directory or a config;
+- :func:`generation_settings` — the one rule for decoding settings (generator defaults < config < overrides);
+- :func:`run_generate` — predictions for a data split into a new run directory.
+
+``RunConfig``, ``DataConfig``, ``resolve`` and ``examples_for`` live in :mod:`empathkit.runconfig` (below the
+methods, which read run configs too) and are re-exported here.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from empathkit.config import validate
 from empathkit.errors import ConfigError
 from empathkit.models.generation import GenerationSettings
+from empathkit.runconfig import DataConfig, RunConfig, examples_for, resolve
 
 log = logging.getLogger(__name__)
 
-
-class DataConfig(BaseModel):
-    model_config = {"extra": "forbid"}
-
-    source: str = Field("ed", description="'ed' (data root), a release folder / .tar.gz, a .jsonl file, or hf:<id>")
-    protocol: str = Field("every-listener", description="every-listener | last-listener")
-    max_history: int | None = Field(None, ge=1)
-    train_limit: int | None = Field(None, ge=1)
-    valid_limit: int | None = Field(None, ge=1)
-    test_limit: int | None = Field(None, ge=1)
-    split: str = Field("test", description="split to generate for")
-    stratify: bool = Field(True, description="subsets balanced over the 32 emotions")
-
-
-class RunConfig(BaseModel):
-    """The shared top level of every run config; ``model`` and ``train`` are validated by the method itself."""
-
-    model_config = {"extra": "forbid"}
-
-    method: str = "prompt"
-    seed: int = 0
-    output_dir: str = "runs"
-    run_name: str | None = None
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
-    generation: GenerationSettings = Field(default_factory=GenerationSettings)
-
-
-def resolve(cfg: dict) -> RunConfig:
-    return validate(RunConfig, cfg)  # type: ignore[return-value]
+__all__ = ["DataConfig", "RunConfig", "resolve", "examples_for", "method_spec", "method_config", "load_generator",
+           "latest_unfinished_run", "train", "generation_settings", "run_generate"]
 
 
 def method_spec(name: str):
     from empathkit.methods import METHODS
 
     return METHODS.get(name)
+
+
+def method_config(cfg: dict | RunConfig) -> BaseModel:
+    """The method's sections of a run config validated against its ``MethodSpec.config_cls`` (a wrong key or type
+    fails here, naming it, before anything is loaded): ``model`` + ``train`` together for a config class with both
+    fields (the trainable methods: ``SFTConfig``, ``ECGConfig``, ``EmpoConfig``), else the ``model`` section alone
+    (training-free methods, whose config class *is* the ``model`` section: ``PromptConfig``, ``Seq2SeqConfig``)."""
+    rc = resolve(cfg)
+    cls = method_spec(rc.method).config_cls
+    fields = getattr(cls, "model_fields", {})
+    if "model" in fields and "train" in fields:
+        return validate(cls, {"model": rc.model, "train": rc.train})
+    return validate(cls, rc.model, "model")
 
 
 def load_generator(method: str | None = None, run_dir: str | Path | None = None, model_config: dict | None = None):
@@ -67,13 +62,81 @@ def load_generator(method: str | None = None, run_dir: str | Path | None = None,
     return method_spec(method or "prompt").load(model_config or {}, run_dir=None)
 
 
-def examples_for(rc: RunConfig, split: str | None = None, limit: int | None = None):
-    from empathkit.data import load_examples
+# ----------------------------------------------------------------------------------------------------------------
+# training
+def latest_unfinished_run(output_dir: str | Path, method: str) -> Path | None:
+    """The most recent run dir under ``output_dir`` for ``method`` that has checkpoints but did not finish."""
+    from empathkit.runs import load_run_config
 
-    split = split or rc.data.split
-    lim = limit if limit is not None else {"train": rc.data.train_limit, "valid": rc.data.valid_limit,
-                                           "test": rc.data.test_limit}.get(split)
-    return load_examples(rc.data.source, split, rc.data.protocol, rc.data.max_history, lim, rc.seed, rc.data.stratify)
+    base = Path(output_dir)
+    if not base.is_dir():
+        return None
+    cands = []
+    for d in base.iterdir():
+        if (d / "config.yaml").is_file() and (d / "checkpoints").is_dir() and not (d / "done").exists():
+            try:
+                if load_run_config(d).get("method") == method:
+                    cands.append(d)
+            except Exception:  # noqa: BLE001 — an unreadable run dir is simply not a candidate
+                continue
+    return max(cands, key=lambda d: (d / "checkpoints").stat().st_mtime) if cands else None
+
+
+def _pick_run_dir(rc: RunConfig) -> str:
+    from empathkit.runs import new_run_dir
+
+    resume = rc.train.get("resume", False)
+    if resume is True or resume == "true":
+        found = latest_unfinished_run(rc.output_dir, rc.method)
+        if found is not None:
+            return str(found)
+        log.info("no unfinished %s run under %s/: starting a new one", rc.method, rc.output_dir)
+    return str(new_run_dir(rc.output_dir, rc.run_name or rc.method))
+
+
+def train(cfg: dict, run_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Train ``cfg``'s method into ``run_dir`` (default: the last unfinished run when ``train.resume=true``, else a
+    new ``<output_dir>/<time>-<method>``); returns the run directory.
+
+    The whole ``model`` + ``train`` sections are validated first. Under ``accelerate launch`` every process calls
+    this: rank 0 picks the run directory and the others receive it (one run directory, written by rank 0)."""
+    from empathkit.training import distributed
+
+    rc = resolve(cfg)
+    spec = method_spec(rc.method)
+    if spec.train is None:
+        raise ConfigError(f"method '{rc.method}' has nothing to train (use `empathkit generate --method {rc.method}`)")
+    method_config(rc)
+    distributed.check_launch()
+    rd = Path(run_dir) if run_dir is not None else Path(distributed.main_then_broadcast(lambda: _pick_run_dir(rc)))
+    return spec.train(cfg, rd, progress=progress)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# generation
+def _given_generation(rc_or_cfg: RunConfig | Mapping | None) -> dict[str, Any]:
+    """The ``generation`` keys a config sets explicitly (a validated RunConfig remembers which ones were given)."""
+    if rc_or_cfg is None:
+        return {}
+    if isinstance(rc_or_cfg, RunConfig):
+        if "generation" not in rc_or_cfg.model_fields_set:
+            return {}
+        g = rc_or_cfg.generation
+        return g.model_dump(include=set(g.model_fields_set))
+    given = dict(rc_or_cfg.get("generation") or {})
+    validate(GenerationSettings, given, "generation")
+    return given
+
+
+def generation_settings(rc_or_cfg: RunConfig | Mapping | None = None, generator=None,
+                        overrides: Mapping[str, Any] | GenerationSettings | None = None) -> GenerationSettings:
+    """The decoding settings of every command, layered: the generator's defaults (e.g. a template's token cap) <
+    the keys the config's ``generation`` section sets < ``overrides`` (command-line options, request fields)."""
+    base = getattr(generator, "default_settings", None) or GenerationSettings()
+    if isinstance(overrides, GenerationSettings):
+        overrides = overrides.model_dump(include=set(overrides.model_fields_set))
+    merged = {**base.model_dump(), **_given_generation(rc_or_cfg), **dict(overrides or {})}
+    return validate(GenerationSettings, merged, "generation")  # type: ignore[return-value]
 
 
 def run_generate(cfg: dict, from_run: str | Path | None = None, progress: bool = True) -> Path:
@@ -86,10 +149,7 @@ def run_generate(cfg: dict, from_run: str | Path | None = None, progress: bool =
     examples = examples_for(rc)
     run_dir = new_run_dir(rc.output_dir, rc.run_name or f"generate-{gen.name}")
     save_run_meta(run_dir, rc.model_dump() | ({"from_run": str(from_run)} if from_run else {}), rc.seed)
-    settings = rc.generation
-    if "generation" not in cfg and gen.default_settings is not None:
-        settings = gen.default_settings
-    preds = gen.generate(examples, settings, progress=progress)
+    preds = gen.generate(examples, generation_settings(cfg, gen), progress=progress)
     write_jsonl(preds, run_dir / "predictions.jsonl")
     log.info("wrote %d predictions to %s", len(preds), run_dir / "predictions.jsonl")
     return run_dir

@@ -5,7 +5,7 @@ A new method or metric is one module plus one ``REGISTRY.register(...)`` line.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from empathkit.errors import ConfigError
 
@@ -49,14 +49,3 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
-
-def lazy(module: str, attr: str) -> Callable:
-    """A registered factory that imports its module only when called (keeps ``import empathkit`` fast)."""
-
-    def _factory(*args, **kwargs):
-        import importlib
-
-        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
-
-    _factory.__qualname__ = f"lazy({module}.{attr})"
-    return _factory

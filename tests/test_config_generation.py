@@ -93,3 +93,55 @@ def test_fit_messages_drops_oldest_turns(tiny_model):
     fitted = fit_messages(tok, msgs, 120)
     assert fitted[0]["role"] == "system" and fitted[-1] == msgs[-1] and len(fitted) < len(msgs)
     assert fitted[1]["role"] == "user"
+
+
+def test_train_validates_the_whole_method_config_before_any_work(tmp_path):
+    from empathkit import api
+
+    out = tmp_path / "runs"
+    for bad, key in (({"train": {"lrr": 1}}, "train.lrr"), ({"model": {"lora_r": "big"}}, "model.lora_r"),
+                     ({"train": {"dpo": {"betta": 1}}}, "train.dpo")):
+        cfg = {"method": "empo" if "dpo" in bad.get("train", {}) else "sft", "output_dir": str(out), **bad}
+        with pytest.raises(ConfigError, match=key):
+            api.train(cfg)
+    with pytest.raises(ConfigError, match="train.gate_lr"):
+        api.train({"method": "ecg-lora", "output_dir": str(out), "train": {"gate_lr": -1}})
+    with pytest.raises(ConfigError, match="nothing to train"):
+        api.train({"method": "prompt", "output_dir": str(out)})
+    assert not out.exists()  # failed before a run directory was made
+    assert api.method_config({"method": "sft"}).train.lr == 2e-4
+    assert api.method_config({"method": "prompt", "model": {"template": "plain"}}).template == "plain"  # model only
+    with pytest.raises(ConfigError, match="model.templat"):
+        api.method_config({"method": "prompt", "model": {"templat": "plain"}})
+
+
+def test_generation_settings_layer_generator_defaults_config_and_overrides():
+    from types import SimpleNamespace
+
+    from empathkit.api import generation_settings
+
+    gen = SimpleNamespace(default_settings=GenerationSettings(max_new_tokens=40))  # e.g. a template's token cap
+    cfg = {"method": "prompt", "generation": {"batch_size": 8}}
+    assert generation_settings(None, gen) == gen.default_settings
+    for c in (cfg, resolve(cfg)):  # a raw config or a resolved RunConfig (it remembers which keys were given)
+        s = generation_settings(c, gen)
+        assert (s.max_new_tokens, s.batch_size, s.repetition_penalty) == (40, 8, 1.1)
+    s = generation_settings(cfg, gen, {"max_new_tokens": 12, "seed": 3})
+    assert (s.max_new_tokens, s.batch_size, s.seed) == (12, 8, 3)
+    assert generation_settings({"method": "prompt"}, None) == GenerationSettings()
+    assert generation_settings(resolve({}), gen).max_new_tokens == 40
+    with pytest.raises(ConfigError, match="generation.max_new_tokenz"):
+        generation_settings({"generation": {"max_new_tokenz": 3}}, gen)
+    with pytest.raises(ConfigError, match="generation.max_new_tokens"):
+        generation_settings(None, gen, {"max_new_tokens": 0})
+
+
+def test_every_recipe_validates_against_its_method_config():
+    from empathkit.api import method_config
+    from empathkit.config import REPO_RECIPES
+
+    recipes = sorted(REPO_RECIPES.rglob("*.yaml"))
+    assert recipes
+    for f in recipes:
+        cfg = load_config(f)
+        assert method_config(cfg).model is not None, f

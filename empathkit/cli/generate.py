@@ -1,4 +1,7 @@
-"""``empathkit generate``: run a method (or a trained run) over a data split and save predictions."""
+"""``empathkit generate``: run a method (or a trained run) over a data split and save predictions.
+
+The work is :func:`empathkit.api.run_generate`; this module only turns the arguments into a run config.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +13,10 @@ import typer
 from empathkit.cli.common import console, friendly_errors
 
 
-@friendly_errors
-def generate(overrides: List[str] = typer.Argument(None, help="key=value config overrides, e.g. data.test_limit=50"),
-             method: str = typer.Option("prompt", help="registered method name (see `empathkit methods`)"),
-             config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config or recipe name"),
-             run: Optional[Path] = typer.Option(None, help="a trained run directory to generate with"),
-             split: Optional[str] = typer.Option(None, help="train | valid | test"),
-             limit: Optional[int] = typer.Option(None, help="number of examples (seeded, emotion-stratified subset)"),
-             out: Optional[str] = typer.Option(None, help="parent folder of the run directory (default runs/)")):
-    """Generate responses; writes <out>/<time>-generate-<method>/predictions.jsonl + config + versions."""
-    from empathkit.api import run_generate
+def generate_config(overrides: List[str], method: str, config: Optional[str], run: Optional[Path],
+                    split: Optional[str], limit: Optional[int], out: Optional[str]) -> dict:
+    """The run config of a ``generate`` call: a trained run's own config (without ``train``) or the method's, then
+    the recipe, the overrides and the options."""
     from empathkit.config import load_config
     from empathkit.runs import load_run_config
 
@@ -37,5 +34,20 @@ def generate(overrides: List[str] = typer.Argument(None, help="key=value config 
         cfg["data"][f"{s}_limit"] = limit
     if out:
         cfg["output_dir"] = out
+    return cfg
+
+
+@friendly_errors
+def generate(overrides: List[str] = typer.Argument(None, help="key=value config overrides, e.g. data.test_limit=50"),
+             method: str = typer.Option("prompt", help="registered method name (see `empathkit methods`)"),
+             config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config or recipe name"),
+             run: Optional[Path] = typer.Option(None, help="a trained run directory to generate with"),
+             split: Optional[str] = typer.Option(None, help="train | valid | test"),
+             limit: Optional[int] = typer.Option(None, help="number of examples (seeded, emotion-stratified subset)"),
+             out: Optional[str] = typer.Option(None, help="parent folder of the run directory (default runs/)")):
+    """Generate responses; writes <out>/<time>-generate-<method>/predictions.jsonl + config + versions."""
+    from empathkit.api import run_generate
+
+    cfg = generate_config(overrides or [], method, config, run, split, limit, out)
     run_dir = run_generate(cfg, from_run=run)
     console.print(f"predictions: {run_dir / 'predictions.jsonl'}")

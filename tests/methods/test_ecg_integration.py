@@ -30,7 +30,7 @@ def _one_thread():
 @requires_smollm2
 def test_real_ed_examples_train_only_on_the_listener_turn():
     from empathkit.data import load_examples
-    from empathkit.methods.sft.data import IGNORE, encode_example
+    from empathkit.models.encoding import IGNORE, encode_example
     from empathkit.models.backbones import load_tokenizer
 
     tok = load_tokenizer("smollm2-135m-instruct")
@@ -46,7 +46,7 @@ def test_gate_exactness_on_smollm2():
     from empathkit.methods.ecg_lora.config import ECGModelConfig
     from empathkit.methods.ecg_lora.gate import EmotionGate
     from empathkit.methods.ecg_lora.layers import attach_gate
-    from empathkit.methods.sft.trainer import build_lora_model, load_base
+    from empathkit.training.backbone import build_lora_model, load_base
 
     mc = ECGModelConfig()
     model, tok = load_base(mc)  # a fresh copy: get_peft_model changes the model in place

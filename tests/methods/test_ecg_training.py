@@ -93,7 +93,7 @@ def test_cli_train_prints_run_dir_and_finds_unfinished_runs(tmp_path, three_emot
     from typer.testing import CliRunner
 
     from empathkit.cli.main import app
-    from empathkit.cli.train import latest_unfinished_run
+    from empathkit.api import latest_unfinished_run
     from empathkit.data.jsonl import write_jsonl
 
     data = tmp_path / "dialogues.jsonl"

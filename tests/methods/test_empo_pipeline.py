@@ -13,7 +13,7 @@ from empathkit.testing import make_dialogues
 
 @pytest.fixture(scope="module")
 def empo_run(tmp_path_factory):
-    from empathkit.cli.train import train_from_config
+    from empathkit.api import train
     from empathkit.data.jsonl import write_jsonl
 
     root = tmp_path_factory.mktemp("empo")
@@ -24,7 +24,7 @@ def empo_run(tmp_path_factory):
                      "early_stopping_patience": None, "save_every": 100,
                      "dpo": {"epochs": 2, "batch_size": 2, "gradient_accumulation_steps": 1, "train_limit": 2,
                              "learning_rate": 1e-3, "save_steps": 100}}}
-    run_dir = train_from_config(cfg, root / "run", progress=False)  # what `empathkit train --method empo` calls
+    run_dir = train(cfg, root / "run", progress=False)  # what `empathkit train --method empo` calls
     return run_dir, cfg
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from empathkit.data import to_examples
-from empathkit.methods.sft.data import IGNORE, Collator, encode_example
+from empathkit.models.encoding import IGNORE, encode_example
+from empathkit.training.collator import Collator
 from empathkit.testing import make_dialogues
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

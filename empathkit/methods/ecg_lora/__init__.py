@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from pydantic import BaseModel, Field
 
 from empathkit.data.emotions import EMOTION_TO_ID
 from empathkit.methods.base import MethodSpec
-from empathkit.methods.ecg_lora.config import ECGModelConfig, ECGTrainConfig
+from empathkit.methods.ecg_lora.config import ECGConfig, ECGModelConfig, ECGTrainConfig
 from empathkit.methods.ecg_lora.gate import EmotionGate
 from empathkit.methods.ecg_lora.predictor import EmotionPredictor, classifier_predictor
 from empathkit.methods.causal import RunGenerator
@@ -31,13 +30,6 @@ from empathkit.methods.causal import RunGenerator
 log = logging.getLogger(__name__)
 
 INFERENCE_KEYS = ("gate", "gate_per_emotion", "emotion_source", "unknown_emotion")
-
-
-class ECGConfig(BaseModel):
-    model_config = {"extra": "forbid"}
-
-    model: ECGModelConfig = Field(default_factory=ECGModelConfig)
-    train: ECGTrainConfig = Field(default_factory=ECGTrainConfig)
 
 
 class ECGGenerator(RunGenerator):
@@ -131,7 +123,7 @@ def load(config: dict | None = None, run_dir: str | Path | None = None,
     from empathkit.config import validate
     from empathkit.errors import ConfigError
     from empathkit.methods.ecg_lora.layers import attach_gate
-    from empathkit.methods.sft.trainer import load_trained
+    from empathkit.training.backbone import load_trained
 
     if run_dir is None:
         raise ConfigError("method 'ecg-lora' needs a trained run: `empathkit generate --run RUN_DIR` "

@@ -1,4 +1,5 @@
-"""ECG-LoRA configuration: the SFT sections plus the gate, the auxiliary losses and the inference-time gate control.
+"""ECG-LoRA configuration: the shared causal-LM sections (:mod:`empathkit.training.config`) plus the gate, the
+auxiliary losses and the inference-time gate control.
 
 Defaults follow the paper's Table 3 where the CPU allows (d_emo 256, 32 emotions, gate lr 1e-4, loss weights);
 the ``paper-*`` recipes set every Table 3 value.
@@ -8,13 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from empathkit.methods.sft.config import SFTModelConfig, SFTTrainConfig
+from empathkit.training.config import LMModelConfig, LMTrainConfig
 
 
-class ECGModelConfig(SFTModelConfig):
-    """``model:`` section — SFT's adapter settings + the emotion gate + inference-time gate control."""
+class ECGModelConfig(LMModelConfig):
+    """``model:`` section — the shared adapter settings + the emotion gate + inference-time gate control."""
 
     finetune: Literal["lora"] = "lora"
     d_emo: int = Field(256, ge=1, description="emotion embedding dimension (Table 3: 256)")
@@ -36,8 +37,8 @@ class ECGModelConfig(SFTModelConfig):
                                                         "emotion predictor, or use the mean gate over the 32 emotions")
 
 
-class ECGTrainConfig(SFTTrainConfig):
-    """``train:`` section — SFT's optimisation + the gate learning rate and the auxiliary losses (Appendix 7.1)."""
+class ECGTrainConfig(LMTrainConfig):
+    """``train:`` section — the shared optimisation + the gate learning rate and the auxiliary losses (App. 7.1)."""
 
     gate_lr: float = Field(1e-4, gt=0, description="learning rate of the emotion encoder + gate unit (Table 3)")
     gate_weight_decay: float | None = Field(None, ge=0, description="None = same as weight_decay")
@@ -53,3 +54,12 @@ class ECGTrainConfig(SFTTrainConfig):
     ablation: Literal["none", "no-emotion-conditioning", "no-reg-loss", "no-con-loss"] = Field(
         "none", description="shortcut for the paper's ablations (sets the switches above / the model's)")
     log_emotion_grads: bool = True
+
+
+class ECGConfig(BaseModel):
+    """Both sections together (``MethodSpec.config_cls``); ``train.ablation`` is resolved before training."""
+
+    model_config = {"extra": "forbid"}
+
+    model: ECGModelConfig = Field(default_factory=ECGModelConfig)
+    train: ECGTrainConfig = Field(default_factory=ECGTrainConfig)

@@ -1,5 +1,7 @@
-"""ECG-LoRA training: the SFT trainer with the gate in the forward pass, ``L_LM + W1·L_con + W2·L_reg``, separate
-learning rates for LoRA and for the gate/encoder, and JSONL logging of gates per emotion and loss terms."""
+"""ECG-LoRA training: the shared causal-LM trainer (:mod:`empathkit.training.trainer`) with the gate in the forward
+pass, ``L_LM + W1·L_con + W2·L_reg``, separate learning rates for LoRA and for the gate/encoder, and JSONL logging of
+gates per emotion and loss terms (rank 0 writes the log rows and the gate state; every rank holds the same gate,
+whose gradients DDP averages like the adapter's)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from empathkit.methods.ecg_lora.config import ECGModelConfig, ECGTrainConfig
 from empathkit.methods.ecg_lora.gate import EmotionGate
 from empathkit.methods.ecg_lora.layers import attach_gate
 from empathkit.methods.ecg_lora.losses import contrastive_loss, regularization_loss
-from empathkit.methods.sft.trainer import SFTTrainer, run_training
+from empathkit.training.diagnostics import lora_parameters
+from empathkit.training.driver import run_training
+from empathkit.training.trainer import CausalLMTrainer
 
 
 def apply_ablation(model: dict, train: dict) -> tuple[dict, dict]:
@@ -40,7 +44,7 @@ def group_means(values: dict[str, float]) -> dict[str, float]:
     return {g: sum(v) / len(v) for g, v in groups.items()}
 
 
-class ECGTrainer(SFTTrainer):
+class ECGTrainer(CausalLMTrainer):
     def __init__(self, *args, gate: EmotionGate, model_cfg: ECGModelConfig, **kwargs):
         super().__init__(*args, **kwargs)
         self.gate = gate
@@ -93,16 +97,20 @@ class ECGTrainer(SFTTrainer):
         step = self.state.global_step
         if step % self.tcfg.log_every == 0 and step != self._last_log_step and self.sink is not None:
             self._last_log_step = step
-            gv = self.gate.values()
-            self.sink.write({"kind": "gate", "step": step, "epoch": self.state.epoch,
-                             "losses": {k: v / self._n for k, v in self._acc.items()},
-                             "gate": gv, "gate_group": group_means(gv),
-                             "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
-                             if self.optimizer is not None else {}})
+            if self.is_world_process_zero():
+                self._write_gate_row(step)
             self._acc, self._n = {}, 0
 
+    def _write_gate_row(self, step: int) -> None:
+        gv = self.gate.values()
+        self.sink.write({"kind": "gate", "step": step, "epoch": self.state.epoch,
+                         "losses": {k: v / self._n for k, v in self._acc.items()},
+                         "gate": gv, "gate_group": group_means(gv),
+                         "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+                         if self.optimizer is not None else {}})
+
     def lora_params(self, model):
-        return [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n and "ecg_gate" not in n]
+        return lora_parameters(model, exclude=("ecg_gate",))
 
     def param_groups(self, model):
         tc: ECGTrainConfig = self.tcfg  # type: ignore[assignment]
@@ -151,7 +159,7 @@ def train_ecg(cfg: dict, run_dir: Path, train_examples=None, valid_examples=None
         state.update(gate=gate, model=model, mc=mc)
         return model, {"gate": gate, "model_cfg": mc}
 
-    def summary(trainer, mc, tc):
+    def summary(trainer, mc, tc):  # rank 0 only
         rep = parameter_report(trainer.model, trainer.gate, mc)
         (Path(run_dir) / "parameters.json").write_text(json.dumps(rep, indent=2), encoding="utf-8")
         return {"parameter_report": rep, "final_gates": trainer.gate.values(),

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from empathkit.training.config import LMModelConfig, LMTrainConfig
+
 
 class DPOLoraConfig(BaseModel):
     """LoRA of the DPO adapter (``None`` fields are copied from the SFT adapter's config)."""
@@ -70,16 +72,7 @@ class DPOSection(BaseModel):
     save_pairs: bool = Field(True, description="write every epoch's draw to <run>/preference/epoch-<e>.jsonl")
 
 
-def _sft_classes():
-    from empathkit.methods.sft.config import SFTModelConfig, SFTTrainConfig
-
-    return SFTModelConfig, SFTTrainConfig
-
-
-_SFTModel, _SFTTrain = _sft_classes()
-
-
-class EmpoTrainConfig(_SFTTrain):
+class EmpoTrainConfig(LMTrainConfig):
     """``train:`` = the SFT ``train`` keys (the SFT stage) plus ``dpo:`` (the preference-optimisation stage)."""
 
     dpo: DPOSection = Field(default_factory=DPOSection)
@@ -90,5 +83,5 @@ class EmpoConfig(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    model: _SFTModel = Field(default_factory=_SFTModel)
+    model: LMModelConfig = Field(default_factory=LMModelConfig)
     train: EmpoTrainConfig = Field(default_factory=EmpoTrainConfig)

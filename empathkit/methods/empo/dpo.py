@@ -9,6 +9,9 @@ Per-epoch re-draw inside one training run: the draws of all epochs are built up 
 tokenised once by TRL; :class:`EpochRedrawDataset` then serves only the rows of the current epoch, switched by
 :class:`RedrawCallback` at ``on_epoch_begin`` (and by accelerate's ``set_epoch``). Optimiser, scheduler (cosine over
 all epochs) and checkpoints are those of the single run; a resumed run serves the right epoch's draw again.
+
+Multi-process (``accelerate launch``): every rank builds the same draws (seeded), the sampler shards them, TRL's
+trainer averages the gradients; rank 0 alone writes the draws, the adapter and the logs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from empathkit.data.preference import PreferenceBuilder, PreferencePair, Prefere
 from empathkit.errors import ConfigError
 from empathkit.methods.empo.config import DPOSection
 from empathkit.models.chat import fit_messages
+from empathkit.training import distributed as dist
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +110,8 @@ class RedrawCallback(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         epoch = int(math.floor((state.epoch or 0.0) + 1e-6))
         self.dataset.set_epoch(epoch)
-        log.info("DPO epoch %d: serving rejected draw %d", epoch, self.dataset.epoch)
+        if state.is_world_process_zero:
+            log.info("DPO epoch %d: serving rejected draw %d", epoch, self.dataset.epoch)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -160,6 +165,7 @@ def build_dpo_trainer(model, tokenizer, epoch_pairs: Sequence[Sequence[Preferenc
     import datasets
     from trl import DPOTrainer
 
+    from empathkit.progress import quiet_trainer_callbacks
     from empathkit.runs import set_seed
 
     if getattr(model, "peft_config", None):
@@ -180,6 +186,7 @@ def build_dpo_trainer(model, tokenizer, epoch_pairs: Sequence[Sequence[Preferenc
     redraw = EpochRedrawDataset(trainer.train_dataset, record=record_draws)
     trainer.train_dataset = redraw
     trainer.add_callback(RedrawCallback(redraw))
+    quiet_trainer_callbacks(trainer)  # one progress bar, no printed log dicts unless --verbose
     return trainer, redraw
 
 
@@ -195,30 +202,34 @@ def run_dpo(model, tokenizer, builder: PreferenceBuilder, dcfg: DPOSection, run_
     run_dir = Path(run_dir)
     n_draws = dcfg.epochs if dcfg.redraw_each_epoch else 1
     epoch_pairs, reports = builder.build_epochs(n_draws)
-    _save_draws(run_dir / "preference", epoch_pairs, reports, dcfg.save_pairs)
+    if dist.is_main():
+        _save_draws(run_dir / "preference", epoch_pairs, reports, dcfg.save_pairs)
     mp, mc = dcfg.max_prompt_length, dcfg.max_completion_length
     if mp is None or mc is None:
         p95_prompt, p95_completion = percentile_lengths(tokenizer, epoch_pairs[0], dcfg.length_percentile)
         mp, mc = mp or p95_prompt, mc or p95_completion
-    log.info("DPO: %d prompts, %d pairs per epoch, %d draw(s); max prompt %d / completion %d tokens",
-             reports[0].n_prompts, reports[0].n_pairs, n_draws, mp, mc)
+    if dist.is_main():
+        log.info("DPO: %d prompts, %d pairs per epoch, %d draw(s); max prompt %d / completion %d tokens",
+                 reports[0].n_prompts, reports[0].n_pairs, n_draws, mp, mc)
     trainer, _ = build_dpo_trainer(model, tokenizer, epoch_pairs, dcfg, run_dir / "dpo", seed, mp, mc, lora_like,
                                    progress)
     resume = last_checkpoint(run_dir / "dpo") if dcfg.resume else None
-    if resume:
+    if resume and dist.is_main():
         log.info("resuming DPO from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
-    adapter_dir = run_dir / "adapter"
-    trainer.model.save_pretrained(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
-    with (run_dir / "dpo_log.jsonl").open("w", encoding="utf-8") as f:
-        for row in trainer.state.log_history:
-            f.write(json.dumps(row) + "\n")
     info = {"max_prompt_length": mp, "max_completion_length": mc, "draws": n_draws,
             "pairs_per_epoch": reports[0].n_pairs, "prompts": reports[0].n_prompts,
             "missing_prompts": len(reports[0].missing), "global_step": trainer.state.global_step,
-            "train_loss": result.training_loss, "train_runtime_s": result.metrics.get("train_runtime")}
-    (run_dir / "dpo_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+            "train_loss": result.training_loss, "train_runtime_s": result.metrics.get("train_runtime"),
+            "resumed_from": resume, "world_size": trainer.args.world_size}
+    if trainer.is_world_process_zero():
+        adapter_dir = run_dir / "adapter"
+        trainer.model.save_pretrained(str(adapter_dir))
+        tokenizer.save_pretrained(str(adapter_dir))
+        with (run_dir / "dpo_log.jsonl").open("w", encoding="utf-8") as f:
+            for row in trainer.state.log_history:
+                f.write(json.dumps(row) + "\n")
+        (run_dir / "dpo_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info
 
 

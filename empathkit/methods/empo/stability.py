@@ -45,14 +45,14 @@ def to_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float]]], keys: 
 
 def _base_generator(sft_run: Path):
     """The untrained backbone with the SFT run's system prompt (EmPO's "baseline")."""
-    from empathkit.methods.causal import RunGenerator
-    from empathkit.methods.sft.trainer import load_base
-    from empathkit.api import resolve
     from empathkit.config import validate
-    from empathkit.methods.sft.config import SFTModelConfig
+    from empathkit.methods.causal import RunGenerator
+    from empathkit.runconfig import resolve
     from empathkit.runs import load_run_config
+    from empathkit.training.backbone import load_base
+    from empathkit.training.config import LMModelConfig
 
-    mc = validate(SFTModelConfig, resolve(load_run_config(sft_run)).model, "model")
+    mc = validate(LMModelConfig, resolve(load_run_config(sft_run)).model, "model")
     model, tok = load_base(mc)
     model.config.use_cache = True
     model.eval()
@@ -62,12 +62,11 @@ def _base_generator(sft_run: Path):
 
 def generate_system(system: str, run_dir: Path, examples, settings, progress: bool = True):
     """Predictions of one system of one EmPO run: ``base`` / ``sft`` (its SFT run) / ``sft+dpo``."""
-    from empathkit.methods.empo import load as load_empo
-    from empathkit.methods.empo.trainer import EmpoTrainConfig
-    from empathkit.methods.sft import load as load_sft
-
-    from empathkit.api import resolve
     from empathkit.config import validate
+    from empathkit.methods.empo import load as load_empo
+    from empathkit.methods.empo.config import EmpoTrainConfig
+    from empathkit.methods.sft import load as load_sft
+    from empathkit.runconfig import resolve
     from empathkit.runs import load_run_config
 
     tc = validate(EmpoTrainConfig, resolve(load_run_config(run_dir)).train, "train")
@@ -94,11 +93,11 @@ def run_stability(cfg: dict, seeds: Sequence[int], out_dir: str | Path, *, syste
     ``reuse_predictions=False``) are reused, so an interrupted study resumes and a re-evaluation (e.g. after
     training the EPITOME classifiers) does not regenerate.
     """
-    from empathkit.api import resolve
     from empathkit.data import load_examples
     from empathkit.evaluation import evaluate, read_predictions, records_from_predictions, write_report
     from empathkit.methods.empo.trainer import train_empo
     from empathkit.models.generation import GenerationSettings
+    from empathkit.runconfig import resolve
     from empathkit.runs import write_jsonl
 
     out = Path(out_dir)

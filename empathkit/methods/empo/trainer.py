@@ -1,4 +1,6 @@
-"""EmPO training: SFT (``empathkit.methods.sft.train_sft``) then DPO on Plutchik-opposite preference pairs.
+"""EmPO training: SFT (the shared causal-LM driver, :func:`empathkit.training.driver.run_training`, with SFT's
+config) then DPO on Plutchik-opposite preference pairs. Under ``accelerate launch`` both stages run on every process;
+rank 0 writes the run directory and the other ranks wait for it before reading it (the SFT adapter before DPO).
 
 Run directory layout::
 
@@ -21,8 +23,14 @@ from pathlib import Path
 from empathkit.config import validate
 from empathkit.errors import ConfigError, ResourceMissing
 from empathkit.methods.empo.config import DPOSection, EmpoTrainConfig
+from empathkit.training import distributed as dist
 
 log = logging.getLogger(__name__)
+
+
+def _info(msg: str, *args) -> None:
+    if dist.is_main():  # one line per stage, not one per process
+        log.info(msg, *args)
 
 
 def sft_config_from(cfg: dict) -> dict:
@@ -39,7 +47,7 @@ def merged_sft_model(sft_run: str | Path):
     The returned model *is* the SFT policy; a fresh DPO adapter on top of it, disabled, gives exactly the SFT model
     — the DPO reference — without a second model copy.
     """
-    from empathkit.methods.sft.trainer import load_trained
+    from empathkit.training.backbone import load_trained
 
     model, tok, mc = load_trained(sft_run)
     lora_like = None
@@ -64,17 +72,17 @@ def dpo_examples(rc, dcfg: DPOSection):
 
 def train_empo(cfg: dict, run_dir: str | Path, progress: bool = True, prompts=None, candidates=None) -> Path:
     """SFT (or reuse ``train.dpo.sft_run``), then DPO with per-epoch re-drawn rejected completions."""
-    from empathkit.api import resolve
     from empathkit.data.preference import PreferenceBuilder
     from empathkit.methods.empo.dpo import run_dpo
-    from empathkit.methods.sft.trainer import system_prompt_fn
+    from empathkit.runconfig import resolve
     from empathkit.runs import save_run_meta, set_seed
 
     rc = resolve(cfg)
     tc = validate(EmpoTrainConfig, rc.train, "train")
     dcfg: DPOSection = tc.dpo  # type: ignore[attr-defined]
     run_dir = Path(run_dir)
-    save_run_meta(run_dir, rc.model_dump(), rc.seed)
+    if dist.is_main():
+        save_run_meta(run_dir, rc.model_dump(), rc.seed)
     set_seed(rc.seed)
 
     sft_dir = Path(dcfg.sft_run) if dcfg.sft_run else run_dir / "sft"
@@ -82,25 +90,27 @@ def train_empo(cfg: dict, run_dir: str | Path, progress: bool = True, prompts=No
         if not (sft_dir / "config.yaml").is_file():
             raise ConfigError(f"train.dpo.sft_run={dcfg.sft_run!r} is not an SFT run directory (no config.yaml)")
     elif not ((sft_dir / "adapter" / "adapter_config.json").is_file() or (sft_dir / "model" / "config.json").is_file()):
-        from empathkit.methods.sft import train_sft
+        from empathkit.training.driver import run_training
 
-        log.info("EmPO stage 1/2: SFT into %s", sft_dir)
-        train_sft(sft_config_from(rc.model_dump()), sft_dir, progress=progress)
+        _info("EmPO stage 1/2: SFT into %s", sft_dir)
+        run_training(sft_config_from(rc.model_dump()), sft_dir, progress=progress)  # ends when sft/ is complete
     else:
-        log.info("EmPO stage 1/2: reusing the finished SFT run in %s", sft_dir)
+        _info("EmPO stage 1/2: reusing the finished SFT run in %s", sft_dir)
 
-    log.info("EmPO stage 2/2: DPO (β=%s, lr=%s, %d epochs)", dcfg.beta, dcfg.learning_rate, dcfg.epochs)
+    _info("EmPO stage 2/2: DPO (β=%s, lr=%s, %d epochs)", dcfg.beta, dcfg.learning_rate, dcfg.epochs)
     model, tok, mc, lora_like = merged_sft_model(sft_dir)
     if prompts is None:
         prompts, candidates = dpo_examples(rc, dcfg)
-    sp = dcfg.system_prompt if dcfg.system_prompt is not None else system_prompt_fn(mc)
+    sp = dcfg.system_prompt if dcfg.system_prompt is not None else mc.example_prompt()
     builder = PreferenceBuilder(prompts, candidates=candidates, k=dcfg.pairs_per_prompt, seed=rc.seed,
                                 system_prompt=sp)
     tok.padding_side = "right"
     info = run_dpo(model, tok, builder, dcfg, run_dir, rc.seed, lora_like, progress)
     info["sft_run"] = str(sft_dir)
-    (run_dir / "dpo_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    (run_dir / "done").write_text("ok\n")
+    if dist.is_main():
+        (run_dir / "dpo_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+        (run_dir / "done").write_text("ok\n")
+    dist.barrier()
     return run_dir
 
 
@@ -108,7 +118,7 @@ def load_empo_model(run_dir: str | Path):
     """``(model, tokenizer, sft_model_cfg)``: the SFT model (adapter merged) with the DPO adapter, in eval mode."""
     from peft import PeftModel
 
-    from empathkit.api import resolve
+    from empathkit.runconfig import resolve
     from empathkit.runs import load_run_config
 
     rd = Path(run_dir)

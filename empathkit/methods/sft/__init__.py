@@ -1,6 +1,7 @@
 """Supervised fine-tuning (``method: sft``): LoRA (PEFT) or full-parameter fine-tuning of any causal-LM backbone on
 listener turns (NLPCC 2025 Task 8 "structured prompt + LoRA / full fine-tuning"; the standard-LoRA baseline of
-ECG-LoRA). See docs/methods/sft.md.
+ECG-LoRA). See docs/methods/sft.md. The training itself is the shared causal-LM driver
+(:func:`empathkit.training.driver.run_training`) with SFT's config as it is.
 
 Python API (also used by EmPO, which starts from an SFT adapter)::
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from empathkit.methods.base import MethodSpec
 from empathkit.methods.causal import RunGenerator
@@ -24,23 +24,24 @@ log = logging.getLogger(__name__)
 
 
 def train_sft(cfg: dict, run_dir: Path, train_examples=None, valid_examples=None, progress: bool = True) -> Path:
-    """Train per ``cfg`` (keys method/seed/data/model/train/generation as in ``empathkit.api.RunConfig``) into
+    """Train per ``cfg`` (keys method/seed/data/model/train/generation as in ``empathkit.runconfig.RunConfig``) into
     ``run_dir``; returns ``run_dir`` with the adapter in ``run_dir/"adapter"`` (or full weights in ``"model"``)."""
-    from empathkit.methods.sft.trainer import run_training
+    from empathkit.training.driver import run_training
 
     return run_training(cfg, Path(run_dir), train_examples, valid_examples, progress)
 
 
 def load_sft_model(run_dir: Path):
     """``(peft_model, tokenizer)`` of a trained SFT run (the full model for ``finetune: full``), in eval mode."""
-    from empathkit.methods.sft.trainer import load_trained
+    from empathkit.training.backbone import load_trained
 
     model, tok, _ = load_trained(run_dir)
     return model, tok
 
 
 def build_lora_model(model, sft_config):
-    from empathkit.methods.sft.trainer import build_lora_model as _b
+    """Wrap ``model`` in a PEFT LoRA model (:func:`empathkit.training.backbone.build_lora_model`)."""
+    from empathkit.training.backbone import build_lora_model as _b
 
     return _b(model, sft_config)
 
@@ -48,7 +49,7 @@ def build_lora_model(model, sft_config):
 def load(config: dict | SFTModelConfig | None = None, run_dir: str | Path | None = None) -> RunGenerator:
     """A generator for a trained SFT run directory (``config`` is ignored: the run's own config is used)."""
     from empathkit.errors import ConfigError
-    from empathkit.methods.sft.trainer import load_trained
+    from empathkit.training.backbone import load_trained
 
     if run_dir is None:
         raise ConfigError("method 'sft' needs a trained run: `empathkit generate --run RUN_DIR` "

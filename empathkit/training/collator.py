@@ -3,7 +3,7 @@ the one prompt builder shared with generation)."""
 
 from __future__ import annotations
 
-from empathkit.models.encoding import IGNORE, encode_example, encode_examples, segments  # noqa: F401
+from empathkit.models.encoding import IGNORE
 
 
 class Collator:
