@@ -27,3 +27,13 @@ def test_demo_runs_end_to_end_on_tiny_backbone(tmp_path):
     assert "Comparison on 4 ED test examples" in report and "Fig. 3" in report
     assert (out / "report" / "fig3_gate_distribution_ecg-lora.png").is_file()
     assert "empathkit chat --run" in r.output
+    # a clean terminal: no Trainer log dicts, one bar per training run, the final summary with every number in full
+    assert "{'loss'" not in r.output and "{'train_runtime'" not in r.output and "{'eval_loss'" not in r.output
+    assert "FutureWarning" not in r.output and "Loading weights" not in r.output
+    summary = r.output[r.output.rindex("ED test subset (n=4)"):]
+    assert "…" not in summary
+    for s in systems.values():
+        for key in ("bleu-1", "rouge-l", "dist-2", "length"):
+            assert f"{s['scores'][key]:.2f}" in summary
+    assert f"report:     {out / 'report' / 'report.md'}" in summary
+    assert "empathkit serve --run" in summary and "empathkit evaluate prompt=" in summary

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
-from empathkit.cli.common import console, friendly_errors
+from empathkit.cli.common import console, friendly_errors, print_table
+from empathkit.reports.tables import markdown_table
 
 DEMO_METRICS = ("bleu", "rouge", "dist")  # the "basic" columns: BLEU-1..4, ROUGE-1/2/L, Dist-1/2/3
 COLUMNS = ("bleu-1", "bleu-4", "rouge-1", "rouge-2", "rouge-l", "dist-1", "dist-2")
@@ -90,16 +90,6 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
         evaluate_system(label, load_generator(run_dir=run_dir), run_dir)
         systems[label]["train_s"] = train_s
 
-    # comparison table
-    table = Table(title=f"ED test subset (n={len(test)})")
-    table.add_column("system", no_wrap=True)
-    for c in COLUMNS + ("length",):
-        table.add_column(c, justify="right", no_wrap=True)
-    for name, s in systems.items():
-        table.add_row(name, *[f"{s['scores'].get(c, float('nan')):.2f}" for c in COLUMNS + ("length",)])
-    console.print(table, width=max(console.width, 120))
-    console.print("BLEU: sacrebleu corpus ×100; ROUGE: rouge-score F1 ×1; Dist: corpus distinct n-grams ×100 "
-                  "(metric cards in docs/metrics/).", style="dim")
     (out / "comparison.json").write_text(json.dumps(systems, indent=2))
 
     # report with the ECG-LoRA analyses (gate distribution, dynamics, gradient allocation, causal control)
@@ -110,21 +100,46 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
                          control_limit=control_limit, control_gates=(0.0, 0.5, 1.0), control_metrics=("rouge",),
                          max_new_tokens=max_new_tokens)
     _append_comparison(report, systems, len(test))
-    console.print(f"report: {report}")
 
     console.rule("done")
-    console.print(f"total {time.time() - t_start:.0f} s. Chat with the trained adapter:\n"
-                  f"  .venv/bin/empathkit chat --run {runs['ECG-LoRA']}            # terminal, /gate 0.8 forces the gate\n"
-                  f"  .venv/bin/empathkit serve --run {runs['ECG-LoRA']}           # OpenAI-compatible API + web chat on "
-                  "http://127.0.0.1:8000/")
+    print_summary(console, systems, runs, report, out, len(test), time.time() - t_start)
+
+
+def comparison_rows(systems: dict) -> tuple[list[str], list[list[str]]]:
+    """The comparison table (header, rows of formatted cells) shared by the terminal summary and report.md."""
+    keys = COLUMNS + ("length",)
+    return ["system", *keys], [[name, *(f"{s['scores'].get(c, float('nan')):.2f}" for c in keys)]
+                               for name, s in systems.items()]
+
+
+def print_summary(con, systems: dict, runs: dict, report: Path, out: Path, n: int, total_s: float) -> None:
+    """The demo's last screen: the comparison table, where everything is, and the next commands."""
+    header, rows = comparison_rows(systems)
+    print_table(header, rows, title=f"ED test subset (n={n})", out=con)
+    con.print("BLEU: sacrebleu corpus ×100; ROUGE: rouge-score F1 ×1; Dist: corpus distinct n-grams ×100; length: "
+              "words (metric cards in docs/metrics/).", style="dim", highlight=False)
+    timing = "; ".join(f"{name}: " + (f"train {s['train_s']:.0f} s, " if "train_s" in s else "")
+                       + f"generate {s['generate_s']:.0f} s" for name, s in systems.items())
+    ecg = runs["ECG-LoRA"]
+    names = {"prompt (zero-shot)": "prompt", "LoRA": "lora", "ECG-LoRA": "ecg-lora"}
+    inputs = " ".join(f"{names.get(name, name)}={s['run_dir']}" for name, s in systems.items())
+    lines = [f"total {total_s:.0f} s — {timing}",
+             "runs:       " + ", ".join(s["run_dir"] for s in systems.values())
+             + "  (predictions.jsonl and scores.json each; the adapters under adapter/)",
+             f"report:     {report}  (plots in the same folder)",
+             f"comparison: {out / 'comparison.json'}",
+             "next:",
+             f"  .venv/bin/empathkit chat --run {ecg}     # terminal chat; /gate 0.8 forces the gate",
+             f"  .venv/bin/empathkit serve --run {ecg}    # OpenAI-compatible API + web chat on http://127.0.0.1:8000/",
+             f"  .venv/bin/empathkit evaluate {inputs} -p ecg-lora --significance -o {out / 'eval'}"
+             "    # the ECG-LoRA metric suite with significance tests"]
+    con.print("\n".join(lines), highlight=False, markup=False)
 
 
 def _append_comparison(report: Path, systems: dict, n: int) -> None:
-    lines = ["", f"## Comparison on {n} ED test examples", "", "| system | " + " | ".join(COLUMNS + ("length",)) + " |",
-             "|---|" + "---:|" * (len(COLUMNS) + 1)]
-    for name, s in systems.items():
-        lines.append(f"| {name} | " + " | ".join(f"{s['scores'].get(c, float('nan')):.2f}" for c in COLUMNS + ("length",))
-                     + " |")
+    header, rows = comparison_rows(systems)
+    lines = ["", f"## Comparison on {n} ED test examples", "",
+             markdown_table(header, rows, align="l" + "r" * (len(header) - 1))]
     lines += ["", "Example reply per system (first test example):", ""]
     lines += [f"- **{name}**: {s['example']}" for name, s in systems.items()]
     report.write_text(report.read_text(encoding="utf-8") + "\n".join(lines) + "\n", encoding="utf-8")

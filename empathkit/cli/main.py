@@ -6,15 +6,17 @@ import importlib
 
 import typer
 
-from empathkit.cli.common import setup_logging
+from empathkit.cli.common import quiet_libraries
 
 app = typer.Typer(help="empathkit: train, evaluate and serve empathetic dialogue models.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")):
-    setup_logging(verbose)
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", envvar="EMPATHKIT_VERBOSE",
+                                       help="debug logging plus the libraries' warnings, logs, progress bars and "
+                                            "Trainer log lines (default: empathkit's messages, one bar per stage)")):
+    quiet_libraries(verbose)
 
 
 @app.command("methods")

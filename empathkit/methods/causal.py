@@ -105,9 +105,7 @@ class RunGenerator(CausalLMGenerator):
 
     def __init__(self, model, tokenizer, model_config, name: str, info: dict[str, Any] | None = None,
                  source_dir=None):
-        from empathkit.models.templates import system_prompt_builder
-
         self.name = name
-        sp = system_prompt_builder(model_config.template, model_config.use_emotion, fixed=model_config.system_prompt)
-        super().__init__(model, tokenizer, sp, info=info, source_dir=source_dir)
+        # the same builder the training rows were encoded with (training.config.LMModelConfig.prompt_builder)
+        super().__init__(model, tokenizer, model_config.prompt_builder(), info=info, source_dir=source_dir)
         self.config = model_config
