@@ -16,11 +16,6 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "empathkit"  # read, never imported
 
-# cycles other engineers are removing right now; the lead drops this list, the xfail and
-# test_only_known_import_cycles_remain once they are gone
-KNOWN = (("empathkit.api", "empathkit.methods"), ("empathkit.evaluation", "empathkit.metrics.stats"))
-
-
 def module_files(package_dir: Path) -> dict[str, Path]:
     out = {}
     for f in sorted(package_dir.rglob("*.py")):
@@ -108,24 +103,9 @@ def _report(found: list[list[str]]) -> str:
     return "\n".join(f"cycle ({len(c)} modules): " + " <-> ".join(c) for c in found)
 
 
-def _is_known(cycle: list[str]) -> bool:
-    def inside(m: str, group: tuple[str, ...]) -> bool:
-        return any(m == g or m.startswith(g + ".") for g in group)
-
-    return any(all(inside(m, group) for m in cycle) for group in KNOWN)
-
-
-@pytest.mark.xfail(strict=False, reason="known cycles being removed: empathkit.api / empathkit.methods*, "
-                                        "empathkit.evaluation / empathkit.metrics.stats (the lead removes this mark)")
 def test_no_import_cycles():
     found = cycles(import_graph(PACKAGE_DIR))
     assert not found, "import cycles:\n" + _report(found)
-
-
-def test_only_known_import_cycles_remain():
-    """Until the xfail above is removed: no cycle outside the known ones (a new cycle fails right away)."""
-    new = [c for c in cycles(import_graph(PACKAGE_DIR)) if not _is_known(c)]
-    assert not new, "new import cycles:\n" + _report(new)
 
 
 def test_the_walker_sees_lazy_and_relative_imports(tmp_path):

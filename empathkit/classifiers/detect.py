@@ -22,7 +22,7 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from empathkit.classifiers.data import context_inputs
 
@@ -49,11 +49,6 @@ class EmotionGuess:
     @property
     def is_none(self) -> bool:
         return self.label == NONE
-
-    def __iter__(self) -> Iterator[Any]:
-        """``label, prob = guess``: the pair the old ``detect(texts)`` returned. Transitional, for callers not yet
-        moved to the fields; remove once serving/chat.py, batcher.py and server.py read ``.label`` / ``.prob``."""
-        return iter((self.label, self.prob))
 
 
 NO_GUESS = EmotionGuess(NONE, None, NONE)

@@ -32,7 +32,9 @@ def chat(method: str = typer.Option("prompt", help="registered method (see `empa
     with console.status("loading model …"):
         gen = build_generator(method, run, max_new_tokens)
     upd = {"do_sample": temperature > 0, "seed": seed} | ({"temperature": temperature} if temperature > 0 else {})
-    session = ChatSession(gen, gen.default_settings.model_copy(update=upd), detector, safety)
+    from empathkit.api import generation_settings
+
+    session = ChatSession(gen, generation_settings(None, gen, upd), detector, safety)
     for cmd in ([f"/emotion {emotion}"] if emotion else []) + ([f"/gate {gate}"] if gate is not None else []):
         console.print(f"[dim]{session.command(cmd)}[/]")
     run_terminal(session)

@@ -41,17 +41,15 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
          control_limit: int = typer.Option(12, help="test examples for the causal-control curve (0 = skip)"),
          backbone: Optional[str] = typer.Option(None, help="backbone for all three systems (default: the recipes')")):
     """Train LoRA + ECG-LoRA on a small ED subset, compare with the prompt baseline, write a report."""
-    from empathkit.api import load_generator, resolve
+    from empathkit import api
     from empathkit.config import load_config
     from empathkit.data import load_examples
-    from empathkit.methods import METHODS
-    from empathkit.models.generation import GenerationSettings
     from empathkit.runs import save_run_meta, set_seed, write_jsonl
 
     t_start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
-    gen_settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=16, seed=seed)
+    decoding = {"max_new_tokens": max_new_tokens, "batch_size": 16, "seed": seed}  # the same for every system
     test = load_examples("ed", "test", "every-listener", limit=test_limit, seed=seed, stratify=True)
     console.rule("[bold]empathkit demo")
     console.print(f"{len(test)} ED test examples (every-listener, emotion-stratified, seed {seed}); "
@@ -61,7 +59,7 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
 
     def evaluate_system(name: str, gen, run_dir: Path) -> None:
         t0 = time.time()
-        preds = gen.generate(test, gen_settings)
+        preds = gen.generate(test, api.generation_settings(None, gen, decoding))
         write_jsonl(preds, run_dir / "predictions.jsonl")
         scores = score(preds)
         (run_dir / "scores.json").write_text(json.dumps(scores, indent=2))
@@ -73,7 +71,7 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
     prompt_dir = out / "prompt"
     save_run_meta(prompt_dir, {"method": "prompt", "model": {"template": "structured-v1"}, "seed": seed}, seed)
     prompt_cfg = {"template": "structured-v1"} | ({"backbone": backbone} if backbone else {})
-    evaluate_system("prompt (zero-shot)", load_generator("prompt", model_config=prompt_cfg), prompt_dir)
+    evaluate_system("prompt (zero-shot)", api.load_generator("prompt", model_config=prompt_cfg), prompt_dir)
 
     # 2-3. standard LoRA and ECG-LoRA on the same subset, steps and seed
     for step, (label, method, recipe) in enumerate((("LoRA", "sft", sft_recipe),
@@ -81,13 +79,12 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
         console.rule(f"{step}/3 training {label} ({recipe})")
         cfg = load_config(recipe, [f"seed={seed}", f"output_dir={out}"] + ([f"model.backbone={backbone}"] if backbone else [])
                           + list(overrides or []))
-        rc = resolve(cfg)
         run_dir = out / method
         t0 = time.time()
-        METHODS.get(rc.method).train(cfg, run_dir)
+        api.train(cfg, run_dir)
         train_s = time.time() - t0
         runs[label] = run_dir
-        evaluate_system(label, load_generator(run_dir=run_dir), run_dir)
+        evaluate_system(label, api.load_generator(run_dir=run_dir), run_dir)
         systems[label]["train_s"] = train_s
 
     (out / "comparison.json").write_text(json.dumps(systems, indent=2))

@@ -12,11 +12,11 @@ from empathkit.cli.common import console, friendly_errors
 
 def build_generator(method: str, run: Optional[Path], max_new_tokens: Optional[int]):
     """Shared by ``chat`` and ``serve``: a trained run (its own method) or a method with its default config."""
-    from empathkit.api import load_generator
+    from empathkit.api import generation_settings, load_generator
 
     gen = load_generator(method, run) if run is not None else load_generator(method, None, {})
     if max_new_tokens:
-        gen.default_settings = gen.default_settings.model_copy(update={"max_new_tokens": max_new_tokens})
+        gen.default_settings = generation_settings(None, gen, {"max_new_tokens": max_new_tokens})
     return gen
 
 

@@ -161,7 +161,9 @@ class Generator(ABC):
 
 @dataclass
 class MethodSpec:
-    """A registered method: its pydantic ``model:`` config, ``load(model_config, run_dir) -> Generator`` and
+    """A registered method: ``config_cls`` (a pydantic class with ``model`` and ``train`` sections for trainable
+    methods, the ``model:`` section itself for zero-shot ones; ``api.train`` / ``api.method_config`` validate a run
+    config against it before any work), ``load(model_config, run_dir) -> Generator`` and
     ``train(cfg, run_dir, progress) -> run_dir`` (``None`` for training-free methods)."""
 
     name: str

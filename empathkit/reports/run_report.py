@@ -110,12 +110,11 @@ def make_report(run_dirs: list[Path], out: Path, control: bool = False, control_
 
 def _control(rd: Path, limit: int, gates, metrics, split: str, max_new_tokens: int, progress: bool,
              examples=None) -> dict:
-    from empathkit.api import examples_for, load_generator, resolve
-    from empathkit.models.generation import GenerationSettings
+    from empathkit.api import examples_for, generation_settings, load_generator, resolve
     from empathkit.reports import ecg
 
     rc = resolve(load_run_config(rd))
     examples = examples_for(rc, split, limit) if examples is None else list(examples)[:limit]
     gen = load_generator(run_dir=rd)
-    s = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=16, seed=rc.seed)
+    s = generation_settings(None, gen, {"max_new_tokens": max_new_tokens, "batch_size": 16, "seed": rc.seed})
     return ecg.causal_control(gen, examples, gates, metrics, s, progress)

@@ -1,21 +1,33 @@
-"""Asyncio micro-batcher: concurrent chat requests are collected for up to ``max_wait_ms`` (or until ``max_batch``
-are waiting) and answered with ONE batched ``Generator.chat`` call in a single worker thread.
+"""Asyncio micro-batcher: concurrent chat requests — streamed or not — are collected for up to ``max_wait_ms`` (or
+until ``max_batch`` are waiting) and answered with ONE batched ``Generator.chat`` call in a single worker thread.
 
+The path of a request: ``server.py`` → :meth:`MicroBatcher.submit` (bounded queue) → the worker collects a batch →
+one batched emotion detection (``EmotionDetector.detect`` over each conversation's whole context) → one
+``Generator.chat(conversations, settings, controls, on_text=…, should_stop=…)`` per group of identical settings →
+each row's text deltas go to its own job (:attr:`ChatJob.deltas`, an ``asyncio.Queue`` fed with
+``loop.call_soon_threadsafe``) and its :class:`ChatResult` to the job's future.
+
+- **Only the Generator**: the batcher never builds prompts, never touches ``generator.model`` / ``.tokenizer`` and
+  never calls ``model.generate``; token counts, finish reasons and method info (``Reply.info``: ECG-LoRA's gate,
+  a predicted emotion, exemplars, …) come from the :class:`~empathkit.types.Reply`.
 - **Bounded**: at most ``queue_size`` requests wait; :meth:`MicroBatcher.submit` raises :class:`QueueFull` beyond that
   (the server answers 429) instead of letting latency grow without limit.
-- **One model thread**: every generation (batched or streamed) runs in one ``ThreadPoolExecutor(max_workers=1)``, so
-  the model is never used from two threads and torch gets both cores for one batch.
-- **Batch compatibility**: ``generate_texts`` takes one ``GenerationSettings`` per call, so a collected batch is split
+- **One model thread**: every generation runs in one ``ThreadPoolExecutor(max_workers=1)``, so the model is never
+  used from two threads and torch gets every core for one batch.
+- **Batch compatibility**: ``Generator.chat`` takes one ``GenerationSettings`` per call, so a collected batch is split
   into groups with identical settings (clients using the same decoding settings — the usual case — share a batch).
-- **Emotion detection** of each job's latest user turn is batched too, inside the worker, unless the request forces an
-  emotion; the detected (or forced) emotion and the optional gate go to ``Generator.chat(emotions=, gates=)``.
-- **Token streaming** jobs (``job.streamer`` set, see ``server.py``) run alone (batch of one) with a
-  ``transformers.AsyncTextIteratorStreamer``; a stopping criterion ends them early when the client goes away.
-- **Timeouts** are enforced by the caller (:meth:`MicroBatcher.wait`): a job that times out while still queued is
-  skipped by the worker; one already generating finishes in the background and its result is dropped.
+  Streaming is not a setting: streamed and non-streamed requests with the same settings share one call.
+- **Streaming within the batch**: ``on_text(row, delta)`` feeds the row's :class:`StopText`, which cuts the text at
+  the first ``stop`` string and holds back text that may still turn into one (and trailing whitespace, which the
+  final reply drops); what is safe to show goes to the job's queue. Rows without streaming or stop strings are
+  ignored there (no ``on_text`` at all when no row needs it).
+- **Cancellation**: ``should_stop(row)`` ends a row whose client went away, whose request timed out, or whose text
+  reached a stop string; the other rows of the batch go on.
+- **Timeouts** are enforced by the caller (:meth:`MicroBatcher.wait`, :meth:`MicroBatcher.next_delta`): a job that
+  times out while queued is skipped; one that is generating is cancelled at the next decoding step.
 
 The batching loop is hand-written (a few dozen lines): no maintained library does request micro-batching for an
-in-process HF ``generate`` call without bringing its own server.
+in-process ``generate`` call without bringing its own server.
 """
 
 from __future__ import annotations
@@ -26,15 +38,17 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from empathkit.errors import EmpathkitError
 from empathkit.methods.base import Generator
 from empathkit.models.generation import GenerationSettings
-from empathkit.types import Controls
-from empathkit.serving.emotion import NONE, EmotionDetector, last_user_text
+from empathkit.serving.emotion import NONE, EmotionDetector, conversation_context
+from empathkit.types import Controls, Reply
 
 log = logging.getLogger(__name__)
+
+END = None  # the last item of a job's delta queue
 
 
 class QueueFull(EmpathkitError):
@@ -47,38 +61,93 @@ class JobTimeout(EmpathkitError):
 
 @dataclass
 class ChatResult:
-    text: str
+    text: str  # cut at the first stop string
     emotion: str
     emotion_prob: float | None
     emotion_source: str  # "request" | "classifier" | "none"
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" (end of turn or a stop string) | "length" | "cancelled"
     batch_size: int
+    info: dict[str, Any] = field(default_factory=dict)  # Reply.info: what the method did (gate, predicted emotion…)
 
 
 @dataclass
 class ChatJob:
     messages: list[dict[str, str]]
     settings: GenerationSettings
-    emotion: str | None = None  # forced by the request; None = detect
+    emotion: str | None = None  # forced by the request (a label or "none"); None = detect
     gate: float | None = None  # forced ECG-LoRA gate; None = the method decides
-    streamer: Any = None  # an AsyncTextIteratorStreamer → token streaming (runs alone)
+    stream: bool = False  # deliver text deltas to ``deltas`` while generating
+    stops: Sequence[str] = ()  # the reply ends before the first of these
     # filled in by the batcher
     future: asyncio.Future | None = None
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-    emotion_info: tuple[str, float | None, str] | None = None
-    cancelled: bool = False
+    deltas: asyncio.Queue | None = None  # streamed jobs: str deltas, then END
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # set when its batch starts generating
+    emotion_info: tuple[str, float | None, str] | None = None  # (label, prob, source)
+    batch_size: int | None = None  # rows of the Generator.chat call it runs in
+    cancelled: bool = False  # client gone / timed out: skip if queued, stop the row if generating
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
-def supports_token_streaming(generator: Generator) -> bool:
-    """Every ``Generator`` streams through ``chat(on_text=...)``."""
-    return True
+def apply_stops(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """``text`` cut before the first stop string, and whether one occurred."""
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class StopText:
+    """The text of one row as it is generated (worker thread): :meth:`feed` returns the part that is safe to send.
+
+    Held back until the next delta decides: a suffix that is the beginning of a stop string, and trailing whitespace
+    (the final ``Reply.text`` is stripped, so a streamed reply ends exactly like the non-streamed one). Once a stop
+    string appears, :attr:`hit` is set (the row's ``should_stop`` ends it) and nothing more is sent."""
+
+    def __init__(self, stops: Sequence[str] = ()):
+        self.stops = [s for s in stops if s]
+        self.text = ""
+        self.sent = 0  # characters of ``text`` already sent
+        self.hit = False
+
+    def feed(self, delta: str) -> str:
+        if self.hit or not delta:
+            return ""
+        self.text += delta
+        text, self.hit = apply_stops(self.text, self.stops)
+        self.text = text
+        safe = len(text) if self.hit else len(text) - self._held(text)
+        out = text[self.sent:safe] if safe > self.sent else ""
+        self.sent = max(self.sent, safe)
+        return out
+
+    def _held(self, text: str) -> int:
+        hold = len(text) - len(text.rstrip())
+        for s in self.stops:
+            for k in range(min(len(s) - 1, len(text)), hold, -1):
+                if text.endswith(s[:k]):
+                    hold = k
+                    break
+        return hold
+
+    def finish(self, final: str) -> str:
+        """What is still to send once the row's final text is known (normally what was held back; everything for a
+        generator that ignores ``on_text``)."""
+        sent = self.text[:self.sent]
+        if final.startswith(sent):
+            self.sent = len(final)
+            return final[len(sent):]
+        log.warning("streamed text diverged from the final reply (%r vs %r); the stream keeps what it sent",
+                    sent[-40:], final[:len(sent)][-40:])
+        return ""
 
 
 def _settings_key(s: GenerationSettings) -> str:
     return json.dumps(s.model_dump(exclude={"batch_size"}), sort_keys=True)
+
+
+def _api_source(source: str) -> str:
+    """An ``EmotionGuess.source`` ("classifier:<name>", "none", "request") as the API reports it."""
+    return "classifier" if source.startswith("classifier") else source
 
 
 class MicroBatcher:
@@ -94,7 +163,18 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.in_flight = 0
-        self.stats = {"requests": 0, "batches": 0, "rejected": 0, "timeouts": 0, "largest_batch": 0}
+        self.stats: dict[str, Any] = {
+            "requests": 0,  # accepted by submit()
+            "batches": 0,  # Generator.chat calls
+            "rows": 0,  # rows over all batches
+            "mean_batch": 0.0,  # rows / batches
+            "largest_batch": 0,
+            "streamed": 0,  # streamed rows generated
+            "streamed_batched": 0,  # … of them in a batch with at least one other row
+            "cancelled": 0,  # rows ended early because the client went away or timed out
+            "rejected": 0,  # 429
+            "timeouts": 0,  # 504 (or a timeout error event in a stream)
+        }
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -111,9 +191,7 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
         while self._queue is not None and not self._queue.empty():
-            job = self._queue.get_nowait()
-            if job.future is not None and not job.future.done():
-                job.future.set_exception(QueueFull("server is shutting down"))
+            self._fail(self._queue.get_nowait(), QueueFull("server is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -121,11 +199,13 @@ class MicroBatcher:
     def queued(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 
-    # -- submitting ----------------------------------------------------------------------------------------------
+    # -- submitting and waiting (event loop) -----------------------------------------------------------------------
     def submit(self, job: ChatJob) -> ChatJob:
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not awaited")
         job.future = self._loop.create_future()
+        if job.stream:
+            job.deltas = asyncio.Queue()
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -134,19 +214,22 @@ class MicroBatcher:
         self.stats["requests"] += 1
         return job
 
+    def _timed_out(self, job: ChatJob, msg: str) -> JobTimeout:
+        job.cancelled = True
+        self.stats["timeouts"] += 1
+        return JobTimeout(msg)
+
     async def wait(self, job: ChatJob, timeout: float | None) -> ChatResult:
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout)
-        except asyncio.CancelledError:  # the client went away: skip the job if it is still queued
+        except asyncio.CancelledError:  # the client went away: skip or stop the job
             job.cancelled = True
             raise
         except asyncio.TimeoutError:
-            job.cancelled = True
-            self.stats["timeouts"] += 1
-            raise JobTimeout(f"no reply within {timeout:g} s") from None
+            raise self._timed_out(job, f"no reply within {timeout:g} s") from None
 
     async def wait_started(self, job: ChatJob, timeout: float | None) -> None:
-        """For streaming: wait until the worker picked the job up (emotion known, tokens about to flow)."""
+        """For streaming: wait until the job's batch starts (emotion and batch size known, text about to flow)."""
         waiter = asyncio.ensure_future(job.started.wait())
         try:
             done, _ = await asyncio.wait({waiter, job.future}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -156,14 +239,21 @@ class MicroBatcher:
             raise
         if not done:
             waiter.cancel()
-            job.cancelled = True
-            self.stats["timeouts"] += 1
-            raise JobTimeout(f"request not started within {timeout:g} s")
-        if job.future.done() and job.future.exception() is not None:
+            raise self._timed_out(job, f"request not started within {timeout:g} s")
+        if job.future.done() and not job.started.is_set():
             waiter.cancel()
-            raise job.future.exception()
+            job.future.result()  # raises the batch's error
 
-    # -- the worker ----------------------------------------------------------------------------------------------
+    async def next_delta(self, job: ChatJob, deadline: float | None) -> str | None:
+        """The next text delta of a streamed job, or ``None`` (END) when its reply is complete; raises
+        :class:`JobTimeout` after ``deadline`` (``time.monotonic()``) and cancels the row."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return await asyncio.wait_for(job.deltas.get(), timeout)
+        except asyncio.TimeoutError:
+            raise self._timed_out(job, "generation timed out") from None
+
+    # -- the worker (event loop) ---------------------------------------------------------------------------------
     async def _collect(self) -> list[ChatJob]:
         assert self._queue is not None
         batch = [await self._queue.get()]
@@ -183,76 +273,120 @@ class MicroBatcher:
                 break
         return batch
 
+    def _fail(self, job: ChatJob, exc: BaseException) -> None:
+        if job.future is not None and not job.future.done():
+            job.future.set_exception(exc)
+            if job.cancelled or job.stream:
+                job.future.exception()  # nobody may await it: mark it retrieved (no "never retrieved" warning)
+        if job.deltas is not None:
+            job.deltas.put_nowait(END)
+
     async def _run_forever(self) -> None:
         while True:
             batch = await self._collect()
             live = [j for j in batch if not j.cancelled]
+            if not live:
+                continue
             self.in_flight = len(live)
-            groups: dict[str, list[ChatJob]] = {}
-            for j in live:
-                if j.streamer is None:
-                    groups.setdefault(_settings_key(j.settings), []).append(j)
-            work: list[tuple[Any, list[ChatJob]]] = [(self._generate_batch, g) for g in groups.values()]
-            work += [(self._generate_stream, [j]) for j in live if j.streamer is not None]
-            for fn, jobs in work:
-                jobs = [j for j in jobs if not j.cancelled]
-                if not jobs:
-                    continue
-                self.stats["batches"] += 1
-                self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
+            try:
                 try:
-                    results = await self._loop.run_in_executor(self._executor, fn, jobs)
-                except Exception as e:  # noqa: BLE001 - a failed batch must not stop the server
-                    log.exception("generation failed for a batch of %d", len(jobs))
-                    for j in jobs:
-                        if not j.future.done():
-                            j.future.set_exception(e)
+                    await self._loop.run_in_executor(self._executor, self._detect, live)
+                except Exception as e:  # noqa: BLE001 - EmotionDetector never raises; a stand-in might
+                    log.exception("emotion detection failed for a batch of %d", len(live))
+                    for j in live:
+                        self._fail(j, e)
                     continue
-                for j, r in zip(jobs, results):
-                    if not j.future.done():
-                        j.future.set_result(r)
-            self.in_flight = 0
+                groups: dict[str, list[ChatJob]] = {}
+                for j in live:
+                    groups.setdefault(_settings_key(j.settings), []).append(j)
+                for jobs in groups.values():
+                    jobs = [j for j in jobs if not j.cancelled]
+                    if jobs:
+                        await self._run_group(jobs)
+            finally:
+                self.in_flight = 0
+
+    async def _run_group(self, jobs: list[ChatJob]) -> None:
+        n = len(jobs)
+        st = self.stats
+        st["batches"] += 1
+        st["rows"] += n
+        st["mean_batch"] = round(st["rows"] / st["batches"], 3)
+        st["largest_batch"] = max(st["largest_batch"], n)
+        streamed = sum(j.stream for j in jobs)
+        st["streamed"] += streamed
+        if n > 1:
+            st["streamed_batched"] += streamed
+        for j in jobs:
+            j.batch_size = n
+            j.started.set()
+        try:
+            results = await self._loop.run_in_executor(self._executor, self._generate, jobs)
+        except Exception as e:  # noqa: BLE001 - a failed batch must not stop the server
+            log.exception("generation failed for a batch of %d", n)
+            for j in jobs:
+                self._fail(j, e)
+            return
+        for j, r in zip(jobs, results):
+            if r.finish_reason == "cancelled":
+                st["cancelled"] += 1
+            if not j.future.done():
+                j.future.set_result(r)
+            if j.deltas is not None:
+                j.deltas.put_nowait(END)  # after every delta: call_soon_threadsafe callbacks ran before this resumed
 
     # -- runs in the worker thread -------------------------------------------------------------------------------
-    def _emotions(self, jobs: list[ChatJob]) -> None:
+    def _detect(self, jobs: list[ChatJob]) -> None:
+        """One batched detection over the whole context of every job that does not force an emotion."""
         todo = [j for j in jobs if j.emotion is None]
         for j in jobs:
             if j.emotion is not None:
                 j.emotion_info = (j.emotion, None, "request")
-        for j, (label, prob) in zip(todo, self.detector.detect([last_user_text(j.messages) for j in todo])):
-            j.emotion_info = (label, prob, "classifier" if self.detector.available else "none")
-        for j in jobs:
-            self._loop.call_soon_threadsafe(j.started.set)
-
-    def _result(self, job: ChatJob, text: str, n_prompt: int, n_new: int, batch_size: int) -> ChatResult:
-        emo, prob, src = job.emotion_info or (NONE, None, "none")
-        finish = "length" if n_new >= job.settings.max_new_tokens else "stop"
-        return ChatResult(text, emo, prob, src, n_prompt, n_new, finish, batch_size)
-
-    def _count(self, text: str) -> int:
-        return len(self.generator.tokenizer(text, add_special_tokens=False)["input_ids"])
+        for j, g in zip(todo, self.detector.detect([conversation_context(j.messages) for j in todo])):
+            j.emotion_info = (g.label, g.prob, _api_source(g.source))
 
     @staticmethod
-    def _controls(jobs: list[ChatJob]) -> list[Controls]:
-        out = []
-        for j in jobs:
-            emo, _, src = j.emotion_info or (NONE, None, "none")
-            out.append(Controls(emotion=None if emo == NONE else emo, emotion_source=src, gate=j.gate))
-        return out
+    def controls(job: ChatJob) -> Controls:
+        emo, _, src = job.emotion_info or (NONE, None, "none")
+        if emo == NONE:  # nothing to condition on ("none" forced or nothing detected): the method decides
+            return Controls(emotion_source="request" if src == "request" else None, gate=job.gate)
+        return Controls(emotion=emo, emotion_source=src, gate=job.gate)
 
-    def _generate_batch(self, jobs: list[ChatJob]) -> list[ChatResult]:
-        self._emotions(jobs)
+    def _push(self, job: ChatJob, text: str) -> None:
+        if text and not job.cancelled:
+            try:
+                self._loop.call_soon_threadsafe(job.deltas.put_nowait, text)
+            except RuntimeError:  # the event loop closed (server shutting down mid-batch): nobody is listening
+                job.cancelled = True
+
+    def _generate(self, jobs: list[ChatJob]) -> list[ChatResult]:
         settings = jobs[0].settings.model_copy(update={"batch_size": len(jobs)})
-        replies = self.generator.chat([j.messages for j in jobs], settings, self._controls(jobs))
-        return [self._result(j, r.text, r.prompt_tokens, r.completion_tokens, len(jobs)) for j, r in zip(jobs, replies)]
+        rows = [StopText(j.stops) if (j.stream or j.stops) else None for j in jobs]
 
-    def _generate_stream(self, jobs: list[ChatJob]) -> list[ChatResult]:
-        (job,) = jobs
-        self._emotions(jobs)
-        try:
-            (r,) = self.generator.chat([job.messages], job.settings, self._controls(jobs),
-                                       on_text=lambda i, delta: job.streamer.on_finalized_text(delta),
-                                       should_stop=lambda i: job.cancelled)
-        finally:
-            job.streamer.end()  # unblock the consumer; an exception goes to the job's future
-        return [self._result(job, r.text, r.prompt_tokens, r.completion_tokens, 1)]
+        def on_text(i: int, delta: str) -> None:
+            row = rows[i]
+            if row is not None:
+                out = row.feed(delta)
+                if jobs[i].stream:
+                    self._push(jobs[i], out)
+
+        def should_stop(i: int) -> bool:
+            return jobs[i].cancelled or (rows[i] is not None and rows[i].hit)
+
+        replies: list[Reply] = self.generator.chat(
+            [j.messages for j in jobs], settings, [self.controls(j) for j in jobs],
+            on_text=on_text if any(r is not None for r in rows) else None, should_stop=should_stop)
+        if len(replies) != len(jobs):
+            raise RuntimeError(f"{type(self.generator).__name__}.chat returned {len(replies)} replies for "
+                               f"{len(jobs)} conversations")
+        out = []
+        for j, r, row in zip(jobs, replies, rows):
+            text, hit = apply_stops(r.text, j.stops)
+            hit = hit or (row is not None and row.hit)  # e.g. a whitespace stop string the final strip removed
+            if j.stream:
+                self._push(j, row.finish(text))
+            finish = "stop" if hit else r.finish_reason
+            emo, prob, src = j.emotion_info or (NONE, None, "none")
+            out.append(ChatResult(text, emo, prob, src, r.prompt_tokens, r.completion_tokens, finish, len(jobs),
+                                  dict(r.info)))
+        return out

@@ -1,24 +1,35 @@
 """Terminal chat: a multi-turn conversation with any ``Generator``, the detected emotion of each user turn, the crisis
 safety layer, and commands to force the emotion or the ECG-LoRA gate.
 
-:class:`ChatSession` holds the logic (testable without a terminal); :func:`run_terminal` is the rich I/O loop.
-History is trimmed after every turn with ``empathkit.models.chat.fit_messages`` so the rendered prompt (system prompt
-included) stays within ``max_prompt_tokens``; the oldest turns go first, the latest user turn is always kept.
+:class:`ChatSession` holds the logic (testable without a terminal); :func:`run_terminal` is the rich I/O loop, which
+prints the reply as it is generated (``Generator.chat(on_text=…)``). The emotion is detected over the whole
+conversation (``EmotionDetector.detect([conversation_context(messages)])``, the convention the classifier was
+trained with), like the server does.
+
+History is trimmed after every turn so it stays within ``max_prompt_tokens``: the oldest turns go first, the latest
+exchange is always kept. Sizes come from ``Generator.count_tokens`` plus :data:`TURN_OVERHEAD` template tokens per
+message (role markers, end of turn) and :data:`PROMPT_OVERHEAD` for the generation prompt: an estimate, since the
+chat template belongs to the generator (a causal-LM generator fits the rendered prompt exactly before generating).
 
 Commands: ``/emotion <label|auto|none>``, ``/gate <0..1|auto>``, ``/reset``, ``/history``, ``/help``, ``/quit``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from empathkit.data.emotions import EMOTIONS
 from empathkit.methods.base import Generator
-from empathkit.models.chat import fit_messages
 from empathkit.models.generation import GenerationSettings
-from empathkit.types import Controls
-from empathkit.serving.emotion import NONE, EmotionDetector
+from empathkit.serving.batcher import StopText
+from empathkit.serving.emotion import NONE, EmotionDetector, conversation_context
 from empathkit.serving.safety import SafetyLayer, SafetyResult
+from empathkit.types import Controls
+
+# template tokens around one message (ChatML, Llama 3 and Gemma use 5) and the generation prompt (3–4)
+TURN_OVERHEAD = 5
+PROMPT_OVERHEAD = 4
 
 HELP = """commands:
   /emotion <label>   force the user's emotion (one of the 32 ED labels); '/emotion auto' = detect, '/emotion none'
@@ -30,12 +41,24 @@ HELP = """commands:
 
 
 @dataclass
+class TurnStart:
+    """What is known before the model answers: the user's emotion and the safety check."""
+
+    emotion: str
+    emotion_prob: float | None
+    emotion_source: str  # "forced" | "classifier" | "none"
+    safety: SafetyResult
+
+
+@dataclass
 class ChatReply:
     text: str
     emotion: str
     emotion_prob: float | None
     emotion_source: str  # "forced" | "classifier" | "none"
     safety: SafetyResult
+    info: dict[str, Any] = field(default_factory=dict)  # Reply.info: what the method did (gate, predicted emotion…)
+    finish_reason: str = "stop"
 
 
 class QuitChat(Exception):
@@ -92,37 +115,63 @@ class ChatSession:
         return f"unknown command {cmd!r}\n{HELP}"
 
     # -- a turn --------------------------------------------------------------------------------------------------
-    def _emotion(self, text: str) -> tuple[str, float | None, str]:
+    def _emotion(self, msgs: list[dict[str, str]]) -> tuple[str, float | None, str]:
         if self.forced_emotion is not None:
             return self.forced_emotion, None, "forced"
-        (label, prob), = self.detector.detect([text])
-        return label, prob, "classifier" if self.detector.available else "none"
+        (g,) = self.detector.detect([conversation_context(msgs)])
+        return g.label, g.prob, "classifier" if g.source.startswith("classifier") else "none"
 
-    def respond(self, text: str) -> ChatReply:
+    def controls(self, emotion: str, source: str) -> Controls:
+        if emotion == NONE:
+            return Controls(emotion_source="request" if source == "forced" else None, gate=self.gate)
+        return Controls(emotion=emotion, emotion_source="request" if source == "forced" else source, gate=self.gate)
+
+    def respond(self, text: str, on_text: Callable[[str], None] | None = None,
+                on_start: Callable[[TurnStart], None] | None = None) -> ChatReply:
+        """One turn. ``on_start(TurnStart)`` is called before the model runs (emotion, safety);
+        ``on_text(delta)`` with the reply's text as it is generated (not for safety replies)."""
         text = text.strip()
         msgs = self.history + [{"role": "user", "content": text}]
-        emo, prob, src = self._emotion(text)
+        emo, prob, src = self._emotion(msgs)
         check = self.safety.check(text)
+        if on_start is not None:
+            on_start(TurnStart(emo, prob, src, check))
+        info: dict[str, Any] = {}
+        finish = "stop"
         if check.flagged:
             reply = self.safety.reply(check)
         else:
-            ctl = Controls(emotion=None if emo == NONE else emo, emotion_source=src, gate=self.gate)
-            reply = self.generator.chat([msgs], self.settings, [ctl])[0].text
+            stream = (lambda i, d: on_text(d)) if on_text is not None else None
+            (r,) = self.generator.chat([msgs], self.settings, [self.controls(emo, src)], on_text=stream)
+            reply, info, finish = r.text, dict(r.info), r.finish_reason
         self.history = self._fit(msgs + [{"role": "assistant", "content": reply}])
-        return ChatReply(reply, emo, prob, src, check)
+        return ChatReply(reply, emo, prob, src, check, info, finish)
+
+    def _system_prompt(self) -> str | None:
+        fn = getattr(self.generator, "system_prompt", None)  # a CausalLMGenerator hook, not part of the interface
+        try:
+            return fn() if callable(fn) else None
+        except Exception:  # noqa: BLE001 - only used for the size estimate
+            return None
 
     def _fit(self, msgs: list[dict[str, str]]) -> list[dict[str, str]]:
-        sp = self.generator.system_prompt() if hasattr(self.generator, "system_prompt") else None
-        system = [{"role": "system", "content": sp}] if sp else []
-        fitted = fit_messages(self.generator.tokenizer, system + msgs, self.settings.max_prompt_tokens)
-        rest = [m for m in fitted if m["role"] != "system"]
-        while rest and rest[0]["role"] != "user":
-            rest = rest[1:]
-        return rest if len(rest) >= 2 else msgs[-2:]  # always keep the latest exchange
+        budget = self.settings.max_prompt_tokens
+        if not budget:
+            return msgs
+        sp = self._system_prompt()
+        fixed = PROMPT_OVERHEAD + (self.generator.count_tokens(sp) + TURN_OVERHEAD if sp else 0)
+        rest = list(msgs)
+        sizes = [self.generator.count_tokens(m["content"]) + TURN_OVERHEAD for m in rest]
+        while len(rest) > 2 and fixed + sum(sizes) > budget:
+            rest, sizes = rest[1:], sizes[1:]
+            while len(rest) > 2 and rest[0]["role"] != "user":
+                rest, sizes = rest[1:], sizes[1:]
+        return rest  # always keeps the latest exchange
 
 
 def run_terminal(session: ChatSession, console=None) -> None:
-    """The interactive loop (rich). Ctrl-D / Ctrl-C / ``/quit`` leave."""
+    """The interactive loop (rich); replies are printed as they are generated. Ctrl-D, ``/quit`` or Ctrl-C at the
+    prompt leave; Ctrl-C while a reply is being written drops that turn."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -146,13 +195,31 @@ def run_terminal(session: ChatSession, console=None) -> None:
             except QuitChat:
                 break
             continue
-        with console.status("thinking …"):
-            reply = session.respond(line)
-        p = f" {reply.emotion_prob:.2f}" if reply.emotion_prob is not None else ""
-        gate = f", gate {session.gate:g}" if session.gate is not None else ""
-        console.print(f"[dim]  emotion: {escape(reply.emotion)}{p} ({reply.emotion_source}){gate}[/]")
-        if reply.safety.flagged:
-            console.print(f"[bold yellow]bot[/] [yellow](safety: {reply.safety.category})[/] > "
-                          f"{escape(reply.text)}")
-        else:
-            console.print(f"[bold blue]bot[/] > {escape(reply.text)}")
+        shown = StopText()  # holds back trailing whitespace, which the final reply drops
+
+        def start(t: TurnStart) -> None:
+            p = f" {t.emotion_prob:.2f}" if t.emotion_prob is not None else ""
+            gate = f", gate {session.gate:g}" if session.gate is not None else ""
+            console.print(f"[dim]  emotion: {escape(t.emotion)}{p} ({t.emotion_source}){gate}[/]")
+            if t.safety.flagged:
+                console.print(f"[bold yellow]bot[/] [yellow](safety: {t.safety.category})[/] > ", end="")
+            else:
+                console.print("[bold blue]bot[/] > ", end="")
+
+        def show(delta: str) -> None:
+            out = shown.feed(delta)
+            if out:
+                console.print(out, end="", markup=False, highlight=False, soft_wrap=True)
+
+        try:
+            reply = session.respond(line, on_text=show, on_start=start)
+        except KeyboardInterrupt:
+            console.print("\n[dim](interrupted; this turn is forgotten)[/]")
+            continue
+        sent = shown.text[:shown.sent]
+        rest = reply.text[len(sent):] if reply.text.startswith(sent) else "\n" + reply.text
+        console.print(rest, markup=False, highlight=False, soft_wrap=True)  # what was not streamed, and a newline
+        extra = {k: v for k, v in reply.info.items() if v is not None}
+        if extra:
+            console.print("[dim]  " + escape(", ".join(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}"
+                                                         for k, v in extra.items())) + "[/]")

@@ -9,18 +9,7 @@ for the classifier.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from empathkit.classifiers.detect import NONE, EmotionDetector, EmotionGuess, conversation_context, detect_emotions
 
 
-def last_user_text(messages: Sequence[dict[str, str]]) -> str:
-    """The latest user message. Transitional: only the old emotion call sites in ``serving/batcher.py`` and
-    ``serving/server.py`` import it (the safety layer does not); delete it once they use ``conversation_context``."""
-    for m in reversed(messages):
-        if m.get("role") == "user":
-            return m.get("content") or ""
-    return ""
-
-
-__all__ = ["NONE", "EmotionDetector", "EmotionGuess", "conversation_context", "detect_emotions", "last_user_text"]
+__all__ = ["NONE", "EmotionDetector", "EmotionGuess", "conversation_context", "detect_emotions"]

@@ -2,8 +2,9 @@
 
 Accepted but ignored OpenAI fields (so stock clients work): ``presence_penalty``, ``frequency_penalty``, ``user``,
 ``logprobs`` (must be false/absent), ``parallel_tool_calls``, ``metadata``, ``store``. ``n`` must be 1; ``stop``
-is applied after generation (the reply is cut at the first stop string). Extra fields: ``emotion`` (one of the 32
-EmpatheticDialogues labels, or ``"none"``: skip detection) and ``gate`` (0–1, forces the ECG-LoRA gate).
+(≤ 4 strings) ends the reply before the first stop string, streamed or not: the batcher scans each row's text as it
+is decoded and stops that row there. Extra fields: ``emotion`` (one of the 32 EmpatheticDialogues labels, or
+``"none"``: skip detection) and ``gate`` (0–1, forces the ECG-LoRA gate).
 """
 
 from __future__ import annotations

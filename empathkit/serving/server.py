@@ -6,14 +6,23 @@ Routes: ``POST /v1/chat/completions`` (JSON or SSE stream), ``GET /v1/models``, 
 replaced by a 400 one), 401 for a missing/wrong API key, 404 for an unknown model, 413 for an oversized body,
 429 when the request queue is full and 504 on timeout.
 
-Every reply carries an ``empathkit`` object (in the JSON body, and in the first SSE chunk):
-``{"emotion": {"label", "prob", "source"}, "safety": {"flagged", "category", ...}, "batch_size", "gate"}``.
+Every reply carries an ``empathkit`` object (in the JSON body; in a stream in the first chunk, and complete in the
+chunk with the ``finish_reason``): ``{"emotion": {"label", "prob", "source"}, "safety": {"flagged", "category", ...},
+"batch_size", "gate", **Reply.info}`` — the method's own reply info (ECG-LoRA's ``gate`` actually used, a
+``predicted_emotion``, later ``exemplars`` / ``intent``) is merged in; the first chunk of a stream is sent before
+generation, so it has the forced ``gate`` only.
 
-Streaming (``stream: true``) has two modes (``ServerSettings.stream_mode``):
-- ``tokens`` (default): the request runs alone (batch of one) with a ``transformers.AsyncTextIteratorStreamer`` and
-  text is sent as it is generated. Used when the generator does not override ``Generator.chat`` and the request has
-  no ``stop`` strings; otherwise the server falls back to ``chunks``.
-- ``chunks``: the request is micro-batched like any other and the finished reply is sent word by word.
+The path of a request: validation → safety check → :class:`~empathkit.serving.batcher.MicroBatcher` → ONE batched
+``Generator.chat(on_text=…, should_stop=…)`` for the streamed and non-streamed requests with the same settings →
+JSON, or SSE fed from the job's delta queue. This module never builds prompts or touches a model or tokenizer: token
+counts come from ``Reply`` (and ``Generator.count_tokens`` for the safety replies).
+
+Streaming (``stream: true``), ``ServerSettings.stream_mode``:
+- ``tokens`` (default): text is sent as it is generated, batched with the other requests; ``stop`` strings are
+  applied while streaming (nothing at or after a stop string is sent, and the row stops generating there). A client
+  that disconnects ends its row only.
+- ``chunks``: the finished reply is sent word by word (fewer, whole-word events; the generation call gets no
+  ``on_text``). Rarely needed now that token streaming is batched too.
 
 Security defaults: the CLI binds 127.0.0.1; with ``api_key`` set every ``/v1`` route needs ``Authorization: Bearer
 <key>`` (``/``, ``/health`` stay open); the request body is capped at ``max_body_bytes``; nothing from a request is
@@ -23,6 +32,7 @@ ever used as a path, a pickle or code.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -43,10 +53,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from empathkit.methods.base import Generator
 from empathkit.models.generation import GenerationSettings
-from empathkit.serving.batcher import (ChatJob, ChatResult, JobTimeout, MicroBatcher, QueueFull,
-                                       supports_token_streaming)
-from empathkit.serving.emotion import NONE, EmotionDetector, last_user_text
-from empathkit.serving.safety import SafetyLayer, SafetyResult
+from empathkit.serving.batcher import ChatJob, ChatResult, JobTimeout, MicroBatcher, QueueFull
+from empathkit.serving.emotion import EmotionDetector, conversation_context
+from empathkit.serving.safety import CATEGORIES, SafetyLayer, SafetyResult
 from empathkit.serving.schemas import ChatCompletionRequest, error_body
 
 log = logging.getLogger(__name__)
@@ -66,7 +75,9 @@ class ServerSettings(BaseModel):
     max_input_chars: int = Field(16_000, ge=1, description="total characters over all messages")
     max_tokens_limit: int = Field(512, ge=1, description="largest accepted max_tokens")
     max_body_bytes: int = Field(1_000_000, ge=1024)
-    stream_mode: Literal["tokens", "chunks"] = "tokens"
+    stream_mode: Literal["tokens", "chunks"] = Field(
+        "tokens", description="tokens: text as it is generated (batched with the other requests); chunks: the "
+        "finished reply word by word")
     safety: bool = True
 
 
@@ -153,13 +164,43 @@ def _settings_for(req: ChatCompletionRequest, base: GenerationSettings, max_batc
     return base.model_copy(update=upd)
 
 
-def _apply_stops(text: str, stops: list[str]) -> tuple[str, bool]:
-    cut = min((text.find(s) for s in stops if s in text), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
+def _jsonable(v: Any) -> Any:
+    """A ``Reply.info`` value as JSON (exemplars and other dataclasses, tuples, numpy / torch scalars)."""
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return v
+    if hasattr(v, "to_json"):
+        return v.to_json()
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return _jsonable(dataclasses.asdict(v))
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "item"):
+        try:
+            return v.item()
+        except (TypeError, ValueError):
+            pass
+    return str(v)
+
+
+RESERVED_META = ("emotion", "safety", "batch_size")
 
 
 def _chunks(text: str) -> list[str]:
     return re.findall(r"\s*\S+", text) or [""]
+
+
+def _count_reply(generator: Generator, text: str, cache: dict[str, int]) -> int:
+    """Tokens of a (fixed) safety reply, cached: ``create_app`` counts the known ones before serving, so the
+    generator's tokenizer is not used from the event loop while the model thread uses it."""
+    if text not in cache:
+        try:
+            cache[text] = int(generator.count_tokens(text))
+        except Exception:  # noqa: BLE001 - usage is informational; never fail a crisis reply over it
+            log.warning("count_tokens failed for a safety reply; reporting words instead", exc_info=True)
+            cache[text] = len(text.split())
+    return cache[text]
 
 
 def create_app(generator: Generator, settings: ServerSettings | dict | None = None, *,
@@ -173,7 +214,9 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
     created = int(time.time())
     batcher = MicroBatcher(generator, detector, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
                            queue_size=cfg.queue_size)
-    token_streaming = cfg.stream_mode == "tokens" and supports_token_streaming(generator)
+    reply_tokens: dict[str, int] = {}  # safety reply → its token count (counted once, here, not per request)
+    for cat in CATEGORIES:
+        _count_reply(generator, guard.reply(SafetyResult(True, cat)), reply_tokens)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -232,6 +275,7 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
     async def health():
         return {"status": "ok", "model": model_id, "queue": {"waiting": batcher.queued, "capacity": cfg.queue_size},
                 "in_flight": batcher.in_flight, "stats": batcher.stats, "max_batch": cfg.max_batch,
+                "stream_mode": cfg.stream_mode,
                 "emotion_classifier": detector.available, "safety": cfg.safety and guard.config.enabled,
                 "auth": bool(cfg.api_key)}
 
@@ -278,17 +322,11 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
         if check.flagged:
             return await _safety_reply(req, msgs, check, rid, now)
 
-        use_tokens = req.stream and token_streaming and not stops
-        streamer = None
-        if use_tokens:
-            from transformers import AsyncTextIteratorStreamer
-
-            streamer = AsyncTextIteratorStreamer(generator.tokenizer, skip_prompt=True, timeout=cfg.timeout,
-                                                 skip_special_tokens=True)
-        job = ChatJob(msgs, settings, emotion=req.emotion, gate=req.gate, streamer=streamer)
+        stream_tokens = req.stream and cfg.stream_mode == "tokens"
+        job = ChatJob(msgs, settings, emotion=req.emotion, gate=req.gate, stream=stream_tokens, stops=stops)
         try:
             batcher.submit(job)
-            if use_tokens:
+            if stream_tokens:
                 await batcher.wait_started(job, cfg.timeout)
             else:
                 result = await batcher.wait(job, cfg.timeout)
@@ -297,23 +335,28 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
         except JobTimeout as e:
             raise APIError(504, str(e), "timeout", code="timeout") from None
 
-        if use_tokens:
+        if stream_tokens:
             return _sse(_token_stream(req, job, rid, now))
-        text, stopped = _apply_stops(result.text, stops)
-        finish = "stop" if stopped else result.finish_reason
-        meta = _meta(result.emotion, result.emotion_prob, result.emotion_source, SafetyResult(False),
-                     result.batch_size, req.gate)
-        usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                 "total_tokens": result.prompt_tokens + result.completion_tokens}
+        meta = _result_meta(result, req.gate)
         if req.stream:
-            return _sse(_chunk_stream(req, text, finish, meta, usage, rid, now))
-        return _completion(text, finish, meta, usage, rid, now)
+            return _sse(_chunk_stream(req, result.text, result.finish_reason, meta, _usage(result), rid, now))
+        return _completion(result.text, result.finish_reason, meta, _usage(result), rid, now)
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def _meta(emotion: str, prob: float | None, source: str, check: SafetyResult, batch_size: int | None,
-              gate: float | None) -> dict:
-        return {"emotion": {"label": emotion, "prob": prob, "source": source}, "safety": check.to_json(),
-                "batch_size": batch_size, "gate": gate}
+              gate: float | None, info: dict | None = None) -> dict:
+        out = {"emotion": {"label": emotion, "prob": prob, "source": source}, "safety": check.to_json(),
+               "batch_size": batch_size, "gate": gate}
+        for k, v in (info or {}).items():  # the method's Reply.info: gate used, predicted_emotion, exemplars, …
+            out[f"method_{k}" if k in RESERVED_META else k] = _jsonable(v)
+        return out
+
+    def _result_meta(r: ChatResult, gate: float | None) -> dict:
+        return _meta(r.emotion, r.emotion_prob, r.emotion_source, SafetyResult(False), r.batch_size, gate, r.info)
+
+    def _usage(r: ChatResult) -> dict:
+        return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                "total_tokens": r.prompt_tokens + r.completion_tokens}
 
     def _completion(text: str, finish: str, meta: dict, usage: dict, rid: str, now: int) -> JSONResponse:
         return JSONResponse({
@@ -328,8 +371,9 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    def _tail(req: ChatCompletionRequest, rid: str, now: int, finish: str, usage: dict) -> list[str]:
-        out = [_chunk(rid, now, {}, finish)]
+    def _tail(req: ChatCompletionRequest, rid: str, now: int, finish: str, usage: dict,
+              meta: dict | None = None) -> list[str]:
+        out = [_chunk(rid, now, {}, finish, **({"empathkit": meta} if meta is not None else {}))]
         if req.stream_options and req.stream_options.include_usage:
             body = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": model_id,
                     "choices": [], "usage": usage}
@@ -343,37 +387,34 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
             if piece:
                 yield _chunk(rid, now, {"content": piece})
                 await asyncio.sleep(0)
-        for line in _tail(req, rid, now, finish, usage):
+        for line in _tail(req, rid, now, finish, usage, meta):
             yield line
 
+    def _error_event(message: str, type_: str, code: str | None = None) -> str:
+        return f"data: {json.dumps(error_body(message, type_, code=code))}\n\n"
+
     async def _token_stream(req: ChatCompletionRequest, job: ChatJob, rid: str, now: int) -> AsyncIterator[str]:
-        emo, prob, src = job.emotion_info or (NONE, None, "none")
+        """SSE of a streamed job: the metadata known before generation, its deltas as its row produces them (the
+        batcher already cut them at stop strings), then the finish chunk with the complete metadata."""
+        emo, prob, src = job.emotion_info or ("none", None, "none")
         yield _chunk(rid, now, {"role": "assistant", "content": ""},
-                     empathkit=_meta(emo, prob, src, SafetyResult(False), 1, req.gate))
-        first = True
+                     empathkit=_meta(emo, prob, src, SafetyResult(False), job.batch_size, req.gate))
+        deadline = job.enqueued_at + cfg.timeout
         try:
-            async for piece in job.streamer:
-                if first:
-                    piece = piece.lstrip()
-                    first = not piece
-                if piece:
-                    yield _chunk(rid, now, {"content": piece})
-            result: ChatResult = await batcher.wait(job, cfg.timeout)
-        except (asyncio.TimeoutError, TimeoutError, JobTimeout):
-            job.cancelled = True
-            yield f"data: {json.dumps(error_body('generation timed out', 'timeout', code='timeout'))}\n\n"
+            while (piece := await batcher.next_delta(job, deadline)) is not None:
+                yield _chunk(rid, now, {"content": piece})
+            result: ChatResult = job.future.result()
+        except JobTimeout:
+            yield _error_event("generation timed out", "timeout", code="timeout")
             return
         except Exception as e:  # noqa: BLE001 - report in-stream; headers are already sent
-            job.cancelled = True
-            log.exception("streaming generation failed")
-            yield f"data: {json.dumps(error_body(f'generation failed: {type(e).__name__}', 'server_error'))}\n\n"
+            log.error("streaming generation failed: %s: %s", type(e).__name__, e)
+            yield _error_event(f"generation failed: {type(e).__name__}", "server_error")
             return
         finally:
             if not job.future.done():
-                job.cancelled = True  # client went away: the stopping criterion ends generation early
-        usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                 "total_tokens": result.prompt_tokens + result.completion_tokens}
-        for line in _tail(req, rid, now, result.finish_reason, usage):
+                job.cancelled = True  # the client went away (or timed out): should_stop ends its row only
+        for line in _tail(req, rid, now, result.finish_reason, _usage(result), _result_meta(result, req.gate)):
             yield line
 
     async def _safety_reply(req, msgs, check: SafetyResult, rid: str, now: int):
@@ -381,10 +422,10 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
         if req.emotion is not None:
             emo, prob, src = req.emotion, None, "request"
         else:
-            (emo, prob), = await asyncio.to_thread(detector.detect, [last_user_text(msgs)])
-            src = "classifier" if detector.available else "none"
+            (g,) = await asyncio.to_thread(detector.detect, [conversation_context(msgs)])
+            emo, prob, src = g.label, g.prob, "classifier" if g.source.startswith("classifier") else "none"
         text = guard.reply(check)
-        n = len(generator.tokenizer(text, add_special_tokens=False)["input_ids"])
+        n = _count_reply(generator, text, reply_tokens)
         meta = _meta(emo, prob, src, check, None, req.gate)
         usage = {"prompt_tokens": 0, "completion_tokens": n, "total_tokens": n}
         if req.stream:

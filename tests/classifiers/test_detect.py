@@ -57,8 +57,7 @@ def test_duck_typed_classifier_gets_the_whole_context_and_a_bare_string_is_one_t
     out = det.detect([["I lost my job.", "I'm sorry.", "It was  my dream job"], "just one   turn"])
     assert fake.inputs == [["I lost my job. I'm sorry. It was my dream job", "just one turn"]]
     assert out == [EmotionGuess("sad", 0.5, "classifier:stub")] * 2
-    label, prob = out[0]  # the old (label, prob) unpacking still works for callers not yet moved
-    assert (label, prob) == ("sad", 0.5)
+    assert (out[0].label, out[0].prob) == ("sad", 0.5)
     assert det.detect([]) == [] and fake.inputs == [fake.inputs[0]]
 
 

@@ -1,11 +1,13 @@
-"""The asyncio micro-batcher on its own: grouping by settings, queue bound, timeouts of queued jobs."""
+"""The asyncio micro-batcher on its own: grouping by settings, streamed and plain jobs in one call, emotion detection
+over the whole context, queue bound, timeouts of queued jobs."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from serving_helpers import RecordingGenerator, stub_detector, tiny_gen  # noqa: F401 (fixtures)
+from serving_helpers import (EchoGenerator, RecordingGenerator, StubEmotionClassifier, stub_detector,  # noqa: F401
+                             tiny_gen)
 
 from empathkit.serving.batcher import ChatJob, JobTimeout, MicroBatcher, QueueFull
 from empathkit.serving.emotion import EmotionDetector
@@ -34,6 +36,43 @@ def test_batches_group_by_settings_and_detect_emotions(tiny_gen, stub_detector):
     assert all(r.completion_tokens <= s for r, s in zip(results, (4, 5, 4)))
     two = next(c for c in gen.calls if c["n"] == 2)
     assert two["emotions"] == ["joyful", "afraid"] and two["gates"] is None
+
+
+def test_streamed_and_plain_jobs_share_one_call_and_the_whole_context_is_classified():
+    gen = EchoGenerator()
+    clf = StubEmotionClassifier()
+    convo = [{"role": "user", "content": "I am so happy"}, {"role": "assistant", "content": "Why?"},
+             {"role": "user", "content": "no reason"}]
+
+    async def main():
+        b = MicroBatcher(gen, EmotionDetector(clf), max_batch=8, max_wait_ms=200, queue_size=8)
+        await b.start()
+        s = gen.default_settings
+        streamed = b.submit(ChatJob(convo, s, stream=True, stops=["reason"]))
+        plain = b.submit(ChatJob([{"role": "user", "content": "hello you"}], s, gate=0.3))
+        results = await asyncio.gather(b.wait(streamed, 60), b.wait(plain, 60))
+        deltas = []
+        while (d := await b.next_delta(streamed, None)) is not None:
+            deltas.append(d)
+        await b.stop()
+        return results, deltas, b.stats
+
+    (r_stream, r_plain), deltas, stats = asyncio.run(main())
+    assert gen.calls == [2]  # one Generator.chat call for both
+    assert clf.calls == [["I am so happy Why? no reason", "hello you"]]  # whole contexts, one detection call
+    assert (r_stream.emotion, r_stream.emotion_prob, r_stream.emotion_source) == ("joyful", 0.91, "classifier")
+    assert r_stream.text == "you said: no " == "".join(deltas) and r_stream.finish_reason == "stop"
+    assert r_plain.text == "you said: hello you" and r_plain.info["gate"] == 0.42 and r_plain.batch_size == 2
+    assert stats["batches"] == 1 and stats["rows"] == 2 and stats["streamed_batched"] == 1
+
+
+def test_controls_from_the_detected_or_forced_emotion():
+    s = None
+    assert MicroBatcher.controls(ChatJob([], s, emotion_info=("sad", 0.8, "classifier"))).emotion_source == "classifier"
+    forced = MicroBatcher.controls(ChatJob([], s, gate=0.2, emotion_info=("proud", None, "request")))
+    assert (forced.emotion, forced.emotion_source, forced.gate) == ("proud", "request", 0.2)
+    none = MicroBatcher.controls(ChatJob([], s, emotion_info=("none", None, "none")))
+    assert none.emotion is None and none.emotion_source is None  # nothing to condition on: the method decides
 
 
 def test_queue_bound_and_timed_out_jobs_are_skipped(tiny_gen):

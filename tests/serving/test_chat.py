@@ -68,9 +68,22 @@ def test_terminal_loop(tiny_gen, stub_detector, monkeypatch):
     lines = iter(["/emotion proud", "I won the race!", "", "/quit"])
     monkeypatch.setattr("builtins.input", lambda *a: next(lines))
     out = io.StringIO()
-    run_terminal(ChatSession(tiny_gen, detector=stub_detector), Console(file=out, width=200))
+    gen = RecordingGenerator(tiny_gen, info={"gate": 0.25})
+    run_terminal(ChatSession(gen, detector=stub_detector), Console(file=out, width=200))
     text = out.getvalue()
     assert "emotion forced to proud" in text and "emotion: proud (forced)" in text and "bot >" in text
+    (call,) = gen.calls
+    reply = call["replies"][0].text
+    assert call["streamed"] and reply.strip() and text.count(reply) == 1  # printed as it came, once
+    assert text.index("emotion: proud") < text.index("bot >") < text.index(reply) < text.index("gate: 0.25")
+
+
+def test_respond_streams_deltas_that_add_up_to_the_reply(tiny_gen, stub_detector):
+    starts, deltas = [], []
+    s = ChatSession(tiny_gen, detector=stub_detector)
+    r = s.respond("I am happy today", on_text=deltas.append, on_start=starts.append)
+    assert [(t.emotion, t.emotion_source) for t in starts] == [("joyful", "classifier")]
+    assert "".join(deltas).strip() == r.text and len(deltas) >= 2 and r.finish_reason in ("stop", "length")
 
 
 def test_chat_cli(tiny_gen, monkeypatch):

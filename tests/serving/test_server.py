@@ -71,11 +71,12 @@ def test_streaming_completion(client):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
 
-def test_streaming_with_stop_falls_back_to_chunks(client):
+def test_streaming_with_a_stop_string_that_never_occurs(client):
     stream = client.chat.completions.create(model=MODEL, messages=USER, stream=True, max_tokens=8, stop=["\u0000"])
     chunks = list(stream)
     assert chunks[0].model_extra["empathkit"]["batch_size"] >= 1
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
 
 
 def test_crisis_message_gets_safety_reply_plain_and_streamed(client):
