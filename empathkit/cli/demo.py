@@ -90,7 +90,7 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
     (out / "comparison.json").write_text(json.dumps(systems, indent=2))
 
     # report with the ECG-LoRA analyses (gate distribution, dynamics, gradient allocation, causal control)
-    from empathkit.cli.report import make_report
+    from empathkit.reports.run_report import make_report
 
     console.rule("report")
     report = make_report([runs["LoRA"], runs["ECG-LoRA"]], out / "report", control=control_limit > 0,

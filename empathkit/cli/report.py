@@ -12,7 +12,6 @@ from typing import List, Optional
 import typer
 
 from empathkit.cli.common import console, friendly_errors
-from empathkit.reports.run_report import make_report  # noqa: F401  (also imported from here by cli/demo.py)
 
 
 @friendly_errors
@@ -26,6 +25,7 @@ def report(run_dirs: List[Path] = typer.Argument(..., help="trained run director
            split: str = typer.Option("test")):
     """ECG-LoRA analyses: gate boxplot, gate dynamics, causal control, gradient allocation, strategy shift."""
     from empathkit.errors import ConfigError
+    from empathkit.reports.run_report import make_report
 
     o = out or (run_dirs[0] / "report")
     try:

@@ -75,7 +75,7 @@ def test_no_emotion_conditioning_ablation_has_one_gate(tmp_path, three_emotions)
 
 
 def test_report_writes_the_ecg_figures(ecg_run, three_emotions, tmp_path):
-    from empathkit.cli.report import make_report
+    from empathkit.reports.run_report import make_report
 
     out = tmp_path / "report"
     md = make_report([ecg_run], out, control=True, control_limit=3, control_gates=(0.0, 1.0), progress=False,
