@@ -62,4 +62,8 @@ def test_page_streams_reply_and_shows_emotion(browser, tiny_gen, stub_detector):
 
         user, bot = say("I want to kill myself", 2)
         assert "safety" in bot.get_attribute("class") and "emergency services" in bot.text
-        assert user.find_element(By.CSS_SELECTOR, ".emotion").get_attribute("data-emotion") == "sad"
+        # the detector scores the whole conversation (the classifier's training convention), not the last turn alone:
+        # the stub still sees the earlier "happy" turn
+        seen = stub_detector.classifier.calls[-1][-1]
+        assert "so happy today" in seen and "kill myself" in seen
+        assert user.find_element(By.CSS_SELECTOR, ".emotion").get_attribute("data-emotion") == "joyful"
