@@ -124,7 +124,9 @@ def friendly_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except EmpathkitError as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False)
+            from rich.markup import escape
+
+            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)  # '[x]' in a message stays as is
             sys.exit(2)
 
     return wrapper

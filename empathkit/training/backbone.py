@@ -15,6 +15,9 @@ def load_base(model_cfg: LMModelConfig):
     from empathkit.models import backbones
 
     model, tok = backbones.load_backbone(model_cfg.backbone, model_cfg.dtype)
+    if backbones.is_encoder_decoder(model):
+        raise ConfigError(f"model.backbone={model_cfg.backbone!r} is an encoder–decoder model; this method trains "
+                          "causal LMs (use method 'seq2seq' for T5 / FLAN-T5 / BART backbones)")
     if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_quantized", False):
         backbones._clear_quantization_markers(model)
     model.config.use_cache = False

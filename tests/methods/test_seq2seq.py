@@ -201,3 +201,12 @@ def test_fid_teacher_forcing_trains():
         opt.step()
     after = fid_score(model.eval(), tok, rows, target)[0]
     assert after.tokens == before.tokens and after.nll < before.nll
+
+
+def test_causal_training_refuses_an_encoder_decoder_backbone():
+    from empathkit.errors import ConfigError
+    from empathkit.training.backbone import load_base
+    from empathkit.training.config import LMModelConfig
+
+    with pytest.raises(ConfigError, match="encoder–decoder model.*seq2seq"):
+        load_base(LMModelConfig(backbone="tiny-random-t5"))
