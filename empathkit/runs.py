@@ -7,6 +7,7 @@ Layout: ``config.yaml``, ``versions.json`` (python, platform, key libraries, git
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
 import subprocess
@@ -74,11 +75,17 @@ def save_run_meta(run_dir: str | Path, config: dict[str, Any], seed: int) -> Pat
 
 
 def write_jsonl(rows: Iterable[Any], path: str | Path) -> Path:
-    """One JSON object per line; objects with ``to_json()`` (Prediction, …) are written through it."""
+    """One JSON object per line; objects with ``to_json()`` (Prediction, …) are written through it. The rows go to a
+    temporary file renamed over ``path`` when complete, so a crash never leaves a truncated file that looks whole."""
     p = Path(path)
-    with p.open("w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r.to_json() if hasattr(r, "to_json") else r, ensure_ascii=False) + "\n")
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r.to_json() if hasattr(r, "to_json") else r, ensure_ascii=False) + "\n")
+        tmp.replace(p)
+    finally:
+        tmp.unlink(missing_ok=True)
     return p
 
 

@@ -55,6 +55,15 @@ def training_arguments(tc: LMTrainConfig, out_dir: Path, seed: int, has_eval: bo
         dataloader_pin_memory=torch.cuda.is_available())
 
 
+def _checkpoint_step(checkpoint: str | Path) -> int:
+    """The global step a Trainer checkpoint was saved at (``trainer_state.json``; else the ``checkpoint-N`` name)."""
+    state = Path(checkpoint) / "trainer_state.json"
+    if state.is_file():
+        return int(json.loads(state.read_text(encoding="utf-8")).get("global_step", 0))
+    tail = Path(checkpoint).name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
 def resolve_resume(tc: LMTrainConfig, run_dir: Path) -> str | None:
     """The checkpoint ``train.resume`` names: none, the last one under ``run_dir/checkpoints``, or a path."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -141,6 +150,10 @@ def run_training(cfg: dict, run_dir: Path, train_examples=None, valid_examples=N
                   **trainer_kwargs)
     quiet_trainer_callbacks(trainer)  # one progress bar, no printed log dicts unless --verbose
     resume = resolve_resume(tc, run_dir)
+    if resume and trainer.is_world_process_zero():
+        dropped = sink.truncate_after(_checkpoint_step(resume))
+        if dropped:
+            log.info("resuming from %s: dropped %d log.jsonl row(s) of the steps that will be redone", resume, dropped)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - t0

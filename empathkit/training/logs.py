@@ -18,9 +18,31 @@ class JsonlLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
+    def truncate_after(self, step: int) -> int:
+        """Drop the rows of steps after ``step`` (a resumed run redoes them: without this they would appear twice);
+        the file is rewritten atomically. Returns the number of rows dropped."""
+        if not self.path.is_file():
+            return 0
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        keep = [ln for ln in lines if ln.strip() and _step(ln) <= step]
+        dropped = sum(1 for ln in lines if ln.strip()) - len(keep)
+        if dropped:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+            tmp.replace(self.path)
+        return dropped
+
     def write(self, row: dict[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps({**row, "time": round(time.time(), 2)}, ensure_ascii=False) + "\n")
+
+
+def _step(line: str) -> float:
+    try:
+        step = json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):  # a line cut by a kill: dropped with the redone steps
+        return float("inf")
+    return step if isinstance(step, (int, float)) else 0
 
 
 class JsonlCallback(TrainerCallback):

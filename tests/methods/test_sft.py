@@ -126,6 +126,40 @@ def test_resume_after_kill_continues_from_last_checkpoint(lora_run, tmp_path, ex
     assert s["global_steps"] == 6 and Path(s["resumed_from"]).name == "checkpoint-4"
 
 
+def test_resume_from_an_earlier_checkpoint_does_not_duplicate_log_rows(lora_run, tmp_path, examples):
+    from empathkit.methods.sft import train_sft
+
+    rd = tmp_path / "resumed-early"
+    shutil.copytree(lora_run, rd)
+    cks = sorted((rd / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    for p in cks[1:] + [rd / "adapter", rd / "done", rd / "train_summary.json"]:  # killed after the first checkpoint
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    first = int(cks[0].name.split("-")[1])
+    rows = [json.loads(x) for x in (rd / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in rows) > first  # the log holds steps the resumed run will redo
+    train_sft(_cfg(max_steps=4, resume=True), rd, examples[:16], examples[16:24], progress=False)
+    rows = [json.loads(x) for x in (rd / "log.jsonl").read_text().splitlines()]
+    for kind in ("train", "eval", "grad"):
+        steps = [r["step"] for r in rows if r["kind"] == kind and (kind != "train" or "loss" in r)]
+        assert len(steps) == len(set(steps)), (kind, steps)
+    assert max(r["step"] for r in rows) == 4
+
+
+def test_write_jsonl_is_atomic(tmp_path):
+    from empathkit.runs import read_jsonl, write_jsonl
+
+    p = tmp_path / "predictions.jsonl"
+    write_jsonl([{"id": 1}], p)
+
+    def rows():
+        yield {"id": 2}
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(rows(), p)
+    assert read_jsonl(p) == [{"id": 1}] and list(tmp_path.iterdir()) == [p]  # old file intact, no temp left
+
+
 def test_full_finetuning_saves_full_weights(tmp_path, examples):
     from empathkit.methods.sft import load_sft_model, train_sft
 
