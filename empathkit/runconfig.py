@@ -7,7 +7,7 @@ It sits below the methods and the training layer (both read run configs) and imp
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,7 +24,7 @@ class DataConfig(BaseModel):
     train_limit: int | None = Field(None, ge=1)
     valid_limit: int | None = Field(None, ge=1)
     test_limit: int | None = Field(None, ge=1)
-    split: str = Field("test", description="split to generate for")
+    split: Literal["train", "valid", "test"] = Field("test", description="split to generate for")
     stratify: bool = Field(True, description="subsets balanced over the 32 emotions")
 
 

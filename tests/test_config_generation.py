@@ -145,3 +145,15 @@ def test_every_recipe_validates_against_its_method_config():
     for f in recipes:
         cfg = load_config(f)
         assert method_config(cfg).model is not None, f
+
+
+def test_unknown_split_is_one_clear_line():
+    from typer.testing import CliRunner
+
+    from empathkit.cli.main import app
+
+    r = CliRunner().invoke(app, ["generate", "--method", "prompt", "--split", "tset", "--limit", "2"])
+    assert r.exit_code == 2 and "unknown split 'tset' (train, valid, test)" in r.output
+    assert "Traceback" not in r.output and "tset_limit" not in r.output
+    with pytest.raises(ConfigError, match="data.split"):
+        resolve({"data": {"split": "tset"}})

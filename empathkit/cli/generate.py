@@ -13,6 +13,9 @@ import typer
 from empathkit.cli.common import console, friendly_errors
 
 
+SPLITS = ("train", "valid", "test")
+
+
 def generate_config(overrides: List[str], method: str, config: Optional[str], run: Optional[Path],
                     split: Optional[str], limit: Optional[int], out: Optional[str]) -> dict:
     """The run config of a ``generate`` call: a trained run's own config (without ``train``) or the method's, then
@@ -29,8 +32,12 @@ def generate_config(overrides: List[str], method: str, config: Optional[str], ru
         cfg["method"] = method
     if split:
         cfg.setdefault("data", {})["split"] = split
+    s = cfg.get("data", {}).get("split", "test")
+    if s not in SPLITS:
+        from empathkit.errors import ConfigError
+
+        raise ConfigError(f"unknown split {s!r} ({', '.join(SPLITS)})")
     if limit is not None:
-        s = cfg.setdefault("data", {}).get("split", "test")
         cfg["data"][f"{s}_limit"] = limit
     if out:
         cfg["output_dir"] = out
