@@ -107,11 +107,14 @@ class Controls:
     exemplars: tuple[Exemplar, ...] = ()  # REG: exemplars to fuse
     intent: str | None = None  # ReflectDiffu: a forced intent
     situation: str | None = None  # ED situation text (prompt templates that use it)
+    attributes: dict[str, Any] | None = field(default=None, compare=False, hash=False)  # REG: the query's emotion
+    # attributes (sentiment / presence / interpretation / exploration levels)
 
     @classmethod
     def from_example(cls, ex: "Example") -> "Controls":
         return cls(emotion=ex.emotion or None, emotion_source="gold" if ex.emotion else None, exemplars=ex.annotations.exemplars, situation=ex.situation or None,
-                   intent=ex.annotations.target.intent if ex.annotations.target else None)
+                   intent=ex.annotations.target.intent if ex.annotations.target else None,
+                   attributes=dict(ex.annotations.attributes) or None)
 
 
 @dataclass

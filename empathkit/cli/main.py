@@ -40,6 +40,7 @@ _COMMANDS = [
     ("empathkit.cli.demo", "demo", "demo", "command"),
     ("empathkit.cli.chat", "chat", "chat", "command"),
     ("empathkit.cli.serve", "serve", "serve", "command"),
+    ("empathkit.cli.retrieve", "retrieve", "retrieve", "command"),
 ]
 
 for _mod, _attr, _name, _kind in _COMMANDS:

@@ -50,7 +50,7 @@ def merge_controls(base: Controls, given: Controls | None) -> Controls:
     if given is None:
         return base
     upd = {f.name: getattr(given, f.name) for f in dataclasses.fields(Controls)
-           if getattr(given, f.name) not in (None, ())}
+           if getattr(given, f.name) not in (None, (), {})}
     return dataclasses.replace(base, **upd)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from _clf_fakes import MINILM, requires_minilm
+from _clf_fakes import MINILM
 
 
 @pytest.fixture(scope="module")
