@@ -33,7 +33,13 @@ def _split_input(arg: str) -> tuple[str, str]:
     else:
         name, path = "", arg
     p = Path(path)
-    if p.is_dir() and (p / "predictions.jsonl").is_file():
+    if p.is_dir():
+        if not (p / "predictions.jsonl").is_file():
+            from empathkit.errors import DataError
+
+            hint = (" (a run directory whose generation did not finish: rerun `empathkit generate`)"
+                    if (p / "config.yaml").is_file() else "")
+            raise DataError(f"no predictions.jsonl in this directory{hint}", file=str(p))
         p = p / "predictions.jsonl"
     if not name:
         name = p.parent.name if p.name == "predictions.jsonl" and p.parent.name else p.stem

@@ -375,3 +375,14 @@ def test_public_names_and_moved_functions():
         assert hasattr(ev, name), name
     assert not hasattr(cli_report, "make_report")  # the CLI only parses and calls empathkit.reports.run_report
     assert not hasattr(ev, "markdown_table")  # one table writer: empathkit.reports.tables
+
+
+def test_unfinished_run_directory_is_named_as_such(tmp_path):
+    from typer.testing import CliRunner
+
+    from empathkit.cli.main import app
+    from empathkit.runs import save_run_meta
+
+    save_run_meta(tmp_path / "run", {"method": "prompt"}, 0)  # generate was killed before predictions.jsonl
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "generation did not finish" in r.output and "Traceback" not in r.output
