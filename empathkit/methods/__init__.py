@@ -13,13 +13,14 @@ METHODS: Registry[MethodSpec] = Registry("method")
 
 
 def _register_builtin() -> None:
-    from empathkit.methods import ecg_lora, empo, prompt, seq2seq, sft
+    from empathkit.methods import ecg_lora, empo, prompt, reg, seq2seq, sft
 
     METHODS.register("prompt", prompt.SPEC)
     METHODS.register("sft", sft.SPEC)
     METHODS.register("ecg-lora", ecg_lora.SPEC)
     METHODS.register("empo", empo.SPEC)
     METHODS.register("seq2seq", seq2seq.SPEC)
+    METHODS.register("reg", reg.SPEC)
 
 
 _register_builtin()

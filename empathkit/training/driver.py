@@ -99,10 +99,12 @@ def _examples(rc, tc: LMTrainConfig, train_examples, valid_examples):
 
 def run_training(cfg: dict, run_dir: Path, train_examples=None, valid_examples=None, progress: bool = True,
                  *, trainer_cls=None, prepare: Prepare | None = None, model_cfg_cls=LMModelConfig,
-                 train_cfg_cls=LMTrainConfig, extra_summary=None) -> Path:
+                 train_cfg_cls=LMTrainConfig, extra_summary=None,
+                 example_prompt: Callable[..., "str | None"] | None = None) -> Path:
     """Train per ``cfg`` (a whole run config) into ``run_dir``. ``prepare`` lets a method change the model (ECG-LoRA
     attaches its gate) and pass extra trainer kwargs; ``extra_summary(trainer, mc, tc) -> dict`` (rank 0) adds to
-    ``train_summary.json``."""
+    ``train_summary.json``; ``example_prompt(example) -> system prompt`` replaces the model config's
+    (``mc.example_prompt()``) for the training and validation rows (REG: each example's attribute tags)."""
     from empathkit.models.encoding import encode_examples
     from empathkit.progress import quiet_trainer_callbacks
     from empathkit.runconfig import resolve
@@ -131,7 +133,7 @@ def run_training(cfg: dict, run_dir: Path, train_examples=None, valid_examples=N
         log.info("trainable parameters: %s of %s (%.4f%%)", f"{params['trainable']:,}", f"{params['total']:,}",
                  100 * params["trainable"] / params["total"])
 
-    sp = mc.example_prompt()
+    sp = example_prompt or mc.example_prompt()
     show = progress and dist.is_main()
     train_rows = encode_examples(tok, train_examples, sp, tc.max_length, tc.train_on, show)
     valid_rows = encode_examples(tok, valid_examples, sp, tc.max_length, tc.train_on, show) if valid_examples else None

@@ -81,6 +81,12 @@ CASES: dict[str, Case] = {
                     Controls(exemplars=EXEMPLARS),
                     lambda plain, forced: (plain.info["exemplars"] == [] and forced.prompt_tokens > plain.prompt_tokens
                                            and forced.info["exemplars"] == ["ex-a", "ex-b"])),
+    # REG stage 1 (G1) + its index on the written dialogues (real MiniLM; no EPITOME classifiers: semantic mode)
+    "reg": Case(_trained("reg", TINY | {"k": 2, "mode": "semantic", "attribute_tags": False,
+                                        "retrieval": {"attributes": {"source": "none"}}}, {"stages": ["g1"]}),
+                ("exemplars",), Controls(exemplars=EXEMPLARS),
+                lambda plain, forced: (forced.info["exemplars"] == ["ex-a", "ex-b"] and len(plain.info["exemplars"]) == 2
+                                       and all("#" in i for i in plain.info["exemplars"]))),
 }
 
 

@@ -1,0 +1,146 @@
+"""``method: reg`` — a trained REG run as a :class:`~empathkit.methods.base.Generator` with retrieval per request.
+
+:class:`REGRunGenerator` is G1 (:class:`~empathkit.methods.reg.generator.REGCausalGenerator` over the run's PEFT
+adapter, as ``methods/sft.load``) plus the run's exemplar index (``run_dir/index``; queries embedded by the trained
+query encoder when ``run_dir/retriever/query_encoder`` exists, else by the index's own encoder) and the index's
+attribute tagger. For every row the caller leaves without them it fills
+
+- ``Controls.attributes``: the tagger on the *context* (VADER + the EPITOME levels; ``context`` rule), when the
+  prompt tags or the ``reg`` score need them;
+- ``Controls.exemplars``: the top-``k`` exemplars by ``mode`` (``reg`` or ``semantic``) for the context —
+  dataset examples (``generate`` / ``score``, :meth:`example_controls`) never get an exemplar of their own
+  conversation; conversations (``chat`` / ``serve``, :meth:`resolve_controls`) exclude nothing (they belong to none).
+
+``Reply.info`` carries ``exemplars`` (ids), ``exemplar_scores``, ``attributes`` and ``predicted_emotion`` (the
+exemplar vote: REG's Acc_emo), as :class:`REGCausalGenerator` reports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from empathkit.methods.base import Conversation
+from empathkit.methods.reg.config import REGModelConfig
+from empathkit.methods.reg.generator import REGCausalGenerator, query_attributes
+from empathkit.types import Controls, Example
+
+INDEX_DIR = "index"
+QUERY_ENCODER_DIR = Path("retriever") / "query_encoder"
+
+
+def conversation_context(conv: Conversation) -> list[str]:
+    """The turns of a conversation (oldest first) as retrieval / attribute context; system messages dropped."""
+    return [m["content"] for m in conv if m.get("role") != "system" and m.get("content", "").strip()]
+
+
+def attribute_fn_for(tagger):
+    """``conversations -> [attributes]`` from an :class:`~empathkit.methods.reg.attributes.AttributeTagger`
+    (the ``context`` rule: nothing but the context exists at inference)."""
+    def fn(convs: Sequence[Conversation]):
+        ctxs = [conversation_context(c) for c in convs]
+        todo = [i for i, c in enumerate(ctxs) if c]
+        out: list[dict | None] = [None] * len(ctxs)
+        if todo:
+            for i, a in zip(todo, tagger.tag_queries([ctxs[i] for i in todo])):
+                out[i] = a
+        return out
+    return fn
+
+
+class REGRunGenerator(REGCausalGenerator):
+    """G1 + the run's index: retrieval per request (module docstring)."""
+
+    name = "reg"
+
+    def __init__(self, model, tokenizer, model_config: REGModelConfig, index, info: dict[str, Any] | None = None,
+                 source_dir=None):
+        self.index = index
+        attribute_fn = attribute_fn_for(index.tagger) if model_config.needs_query_attributes else None
+        super().__init__(model, tokenizer, model_config.prompt_config(), model_config.prompt_builder(),
+                         attribute_fn=attribute_fn, info=info, source_dir=source_dir)
+        self.config = model_config  # Generator.save writes it back (inference-time overrides such as k / mode)
+        self._local = threading.local()
+
+    def retrieve(self, contexts: Sequence[Sequence[str]], attributes: Sequence[dict | None],
+                 exclude: Sequence[str | None] | None = None):
+        """Top-``k`` exemplars per context by the configured mode and score settings."""
+        mc = self.config
+        sc = mc.retrieval.score
+        qa = None
+        if mc.mode == "reg":
+            qa = [a or {} for a in attributes]
+        return self.index.search(contexts, k=mc.k, mode=mc.mode, exclude_dialogue_ids=exclude, query_attributes=qa,
+                                 weight=sc.weight, attribute_weights=sc.attribute_weights, pool=sc.pool)
+
+    def _fill_exemplars(self, contexts: Sequence[Sequence[str]], ctrls: list[Controls],
+                        exclude: Sequence[str | None] | None) -> list[Controls]:
+        todo = [i for i, c in enumerate(ctrls) if not c.exemplars and contexts[i]]
+        if not todo:
+            return ctrls
+        rows = self.retrieve([list(contexts[i]) for i in todo], [query_attributes(ctrls[i]) for i in todo],
+                             None if exclude is None else [exclude[i] for i in todo])
+        out = list(ctrls)
+        for i, ex in zip(todo, rows):
+            out[i] = dataclasses.replace(out[i], exemplars=tuple(ex))
+        return out
+
+    def example_controls(self, examples: Sequence[Example], controls=None) -> list[Controls]:
+        ctrls = super().example_controls(examples, controls)
+        return self._fill_exemplars([[t.text for t in ex.context] for ex in examples], ctrls,
+                                    [ex.dialogue_id for ex in examples])
+
+    def resolve_controls(self, conversations, controls):
+        ctrls = super().resolve_controls(conversations, controls)
+        if getattr(self._local, "examples", False):  # generate(): example_controls already retrieved (with the
+            return ctrls  # own-conversation exclusion); never retrieve again without it
+        return self._fill_exemplars([conversation_context(c) for c in conversations], ctrls, None)
+
+    @contextlib.contextmanager
+    def _examples_resolved(self):
+        self._local.examples = True
+        try:
+            yield
+        finally:
+            self._local.examples = False
+
+    def generate(self, examples, settings=None, controls=None, progress: bool = True):
+        with self._examples_resolved():  # example_controls retrieves (own conversation excluded); chat must not
+            return super().generate(examples, settings, controls, progress)
+
+
+def _query_encoder(run_dir: Path):
+    """The trained query encoder of stage 2 (``reg/retriever.py`` ``QueryEncoder.load``), or ``None``."""
+    d = run_dir / QUERY_ENCODER_DIR
+    if not d.is_dir():
+        return None
+    from empathkit.methods.reg.retriever import QueryEncoder
+
+    return QueryEncoder.load(d)
+
+
+def load(config: dict | REGModelConfig | None = None, run_dir: str | Path | None = None) -> REGRunGenerator:
+    """A trained REG run directory as a generator (``config``: the run's ``model`` section with any inference-time
+    overrides, e.g. ``k`` or ``mode``)."""
+    from empathkit.config import validate
+    from empathkit.errors import ConfigError
+    from empathkit.methods.reg.index import ExemplarIndex
+    from empathkit.training.backbone import load_trained
+
+    if run_dir is None:
+        raise ConfigError("method 'reg' needs a trained run: `empathkit generate --run RUN_DIR` "
+                          "(train one with `empathkit train -c reg/cpu-small`)")
+    rd = Path(run_dir)
+    model, tok, run_mc = load_trained(rd, REGModelConfig)
+    mc = config if isinstance(config, REGModelConfig) else (
+        validate(REGModelConfig, config, "model") if config else run_mc)
+    qenc = _query_encoder(rd)
+    index = ExemplarIndex.load(rd / INDEX_DIR, encoder=qenc)
+    if mc.mode == "reg" and not index.has_attributes:
+        raise ConfigError(f"{rd / INDEX_DIR} was built without emotion attributes: load with model.mode=semantic")
+    info = {"run_dir": str(rd), "mode": mc.mode, "k": mc.k,
+            "query_encoder": "trained" if qenc is not None else index.config.get("encoder")}
+    return REGRunGenerator(model, tok, mc, index, info=info, source_dir=rd)
