@@ -144,7 +144,7 @@ class ExemplarIndex:
     """Exemplars + their FAISS index; :meth:`search` retrieves by ``reg`` or ``semantic`` score."""
 
     def __init__(self, exemplars: Sequence[Exemplar], index, config: dict[str, Any], encoder=None,
-                 tagger: AttributeTagger | None = None):
+                 tagger: AttributeTagger | None = None, query_encoder=None):
         if index.ntotal != len(exemplars):
             raise DataError(f"index holds {index.ntotal} vectors for {len(exemplars)} exemplars")
         self.exemplars = list(exemplars)
@@ -152,6 +152,7 @@ class ExemplarIndex:
         self.config = config
         self._encoder = encoder
         self._tagger = tagger
+        self.query_encoder = query_encoder  # embeds queries when set (REG stage 2, reg/retriever.QueryEncoder)
         self.codes = _codes(e.attributes for e in self.exemplars)
         self.dialogue_ids = [dialogue_id(e) for e in self.exemplars]
         counts: dict[str, int] = {}
@@ -193,11 +194,13 @@ class ExemplarIndex:
     def search(self, contexts: Sequence[Sequence[str]], k: int = 5, mode: str | None = "reg",
                exclude_dialogue_ids: Sequence[str | Iterable[str] | None] | None = None,
                query_attributes: Sequence[dict[str, Any]] | None = None, weight: float | None = None,
-               attribute_weights: dict[str, float] | None = None, pool: int | None = None) -> list[list[Exemplar]]:
+               attribute_weights: dict[str, float] | None = None, pool: int | None = None,
+               query_encoder=None) -> list[list[Exemplar]]:
         """Top-``k`` exemplars per query context (turns, oldest first). ``exclude_dialogue_ids[i]``: conversation
         id(s) whose exemplars query ``i`` must not get (its own). ``query_attributes`` default: computed from the
         contexts with the EPITOME classifiers (``reg`` only). Returned exemplars carry ``score`` and, in their
-        attributes, ``cosine`` and ``agreement`` (None in ``semantic`` mode)."""
+        attributes, ``cosine`` and ``agreement`` (None in ``semantic`` mode). ``query_encoder`` (default
+        ``self.query_encoder``, else the index's ``encoder``) embeds the queries; the exemplar vectors are fixed."""
         mode = normalise_mode(mode)
         sc = self.config.get("score", {})
         w = float(sc.get("weight", 0.2) if weight is None else weight)
@@ -218,7 +221,8 @@ class ExemplarIndex:
                 raise ConfigError("this index was built without emotion attributes (attributes.source=none): "
                                   "use --mode semantic, or rebuild it with attributes.source=context")
             qcodes = _codes(query_attributes if query_attributes is not None else self.tagger.tag_queries(contexts))
-        q = embed(self.encoder, [query_text(c) for c in contexts])
+        qenc = next((e for e in (query_encoder, self.query_encoder) if e is not None), None) or self.encoder
+        q = embed(qenc, [query_text(c) for c in contexts])
         fetch = min(len(self), pool + self.max_per_dialogue * max((len(e) for e in excl), default=0))
         cos_all, idx_all = self.index.search(q, fetch)
         out = []
@@ -260,7 +264,8 @@ class ExemplarIndex:
         return d
 
     @classmethod
-    def load(cls, folder: str | Path, encoder=None, tagger: AttributeTagger | None = None) -> "ExemplarIndex":
+    def load(cls, folder: str | Path, encoder=None, tagger: AttributeTagger | None = None,
+             query_encoder=None) -> "ExemplarIndex":
         import faiss
 
         from empathkit.runs import iter_jsonl
@@ -273,7 +278,8 @@ class ExemplarIndex:
         if config.get("format") != FORMAT:
             raise DataError(f"index format {config.get('format')!r}, expected {FORMAT}: rebuild it", file=str(d / CONFIG_FILE))
         exemplars = [Exemplar.from_json(row) for _, row in iter_jsonl(d / EXEMPLARS_FILE)]
-        return cls(exemplars, faiss.read_index(str(d / INDEX_FILE)), config, encoder=encoder, tagger=tagger)
+        return cls(exemplars, faiss.read_index(str(d / INDEX_FILE)), config, encoder=encoder, tagger=tagger,
+                   query_encoder=query_encoder)
 
 
 class RandomRetriever:
