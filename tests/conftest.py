@@ -44,6 +44,17 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread_module():
+    """``one_torch_thread`` for a whole module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread_module")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     from empathkit.models.backbones import tiny_random_llama

@@ -82,7 +82,8 @@ def resolve_resume(tc: LMTrainConfig, run_dir: Path) -> str | None:
     return last
 
 
-def _examples(rc, tc: LMTrainConfig, train_examples, valid_examples):
+def training_examples(rc, tc: LMTrainConfig, train_examples=None, valid_examples=None):
+    """Train / valid examples of a run config (valid only with early stopping); given lists are kept."""
     from empathkit.runconfig import examples_for
 
     if train_examples is None:
@@ -120,7 +121,7 @@ def run_training(cfg: dict, run_dir: Path, train_examples=None, valid_examples=N
     if dist.is_main():
         save_run_meta(run_dir, rc.model_dump(), rc.seed)
     set_seed(rc.seed)
-    train_examples, valid_examples = _examples(rc, tc, train_examples, valid_examples)
+    train_examples, valid_examples = training_examples(rc, tc, train_examples, valid_examples)
 
     model, tok = load_base(mc)
     if mc.finetune == "lora":

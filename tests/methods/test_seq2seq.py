@@ -22,12 +22,7 @@ EXEMPLARS = (Exemplar("e1", "That sounds so hard, I am sorry."), Exemplar("e2", 
              Exemplar("e3", "Oh no, what happened next?"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")
 
 
 @pytest.fixture(scope="module")

@@ -111,22 +111,6 @@ def g1_prompt(mc: REGModelConfig) -> Callable[[Example], "str | None"]:
     return prompt
 
 
-def _split_examples(rc, tc: REGTrainConfig):
-    """Train / valid examples as the shared driver selects them (valid only with early stopping)."""
-    from empathkit.runconfig import examples_for
-
-    train = examples_for(rc, "train")
-    valid = None
-    if tc.early_stopping_patience is not None and rc.data.valid_limit != 0:
-        try:
-            valid = examples_for(rc, "valid")
-        except ResourceMissing:
-            valid = None
-    if not train:
-        raise ConfigError("no training examples (check data.source / data.train_limit)")
-    return train, valid
-
-
 def load_g1(run_dir: Path, mc: REGModelConfig, tagger=None):
     """G1 of a run as a plain :class:`REGCausalGenerator` (no retrieval of its own: stage 2 hands it exemplars)."""
     from empathkit.methods.reg.generator import REGCausalGenerator
@@ -147,7 +131,7 @@ def train_reg(cfg: dict, run_dir: str | Path, progress: bool = True, *, encoder=
     from empathkit.config import validate
     from empathkit.runconfig import resolve
     from empathkit.training import distributed as dist
-    from empathkit.training.driver import run_training
+    from empathkit.training.driver import run_training, training_examples
 
     rc = resolve(cfg)
     mc: REGModelConfig = validate(REGModelConfig, rc.model, "model")  # type: ignore[assignment]
@@ -172,7 +156,7 @@ def train_reg(cfg: dict, run_dir: str | Path, progress: bool = True, *, encoder=
     if mc.mode == "reg" and not index.has_attributes:
         raise ConfigError("mode 'reg' needs an index with emotion attributes (retrieval.attributes.source != none)")
 
-    train, valid = _split_examples(rc, tc)
+    train, valid = training_examples(rc, tc)
     t0 = time.time()
     if mc.needs_query_attributes:
         train = with_attributes(train, query_attributes(train, index.tagger, progress and dist.is_main()))
