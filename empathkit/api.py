@@ -48,8 +48,11 @@ def method_config(cfg: dict | RunConfig) -> BaseModel:
     return validate(cls, rc.model, "model")
 
 
-def load_generator(method: str | None = None, run_dir: str | Path | None = None, model_config: dict | None = None):
-    """Load a generator either from a trained run directory or from a method name + its ``model`` config."""
+def load_generator(method: str | None = None, run_dir: str | Path | None = None, model_config: dict | None = None,
+                   precision: str | None = None):
+    """Load a generator either from a trained run directory or from a method name + its ``model`` config;
+    ``precision`` (``generation.precision``: float32 / bfloat16 / auto) converts its weights once, at load."""
+    from empathkit.models.precision import apply_precision
     from empathkit.runs import load_run_config
 
     if run_dir is not None:
@@ -58,8 +61,12 @@ def load_generator(method: str | None = None, run_dir: str | Path | None = None,
             raise ConfigError(f"{rd} is not a run directory (no config.yaml)")
         rc = resolve(load_run_config(rd))
         # inference-time keys given on top of the run's config (e.g. ECG-LoRA model.gate=0.5) reach the method
-        return method_spec(rc.method).load({**rc.model, **(model_config or {})}, run_dir=rd)
-    return method_spec(method or "prompt").load(model_config or {}, run_dir=None)
+        gen = method_spec(rc.method).load({**rc.model, **(model_config or {})}, run_dir=rd)
+    else:
+        gen = method_spec(method or "prompt").load(model_config or {}, run_dir=None)
+    if precision is not None:
+        apply_precision(gen, precision)
+    return gen
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -139,17 +146,128 @@ def generation_settings(rc_or_cfg: RunConfig | Mapping | None = None, generator=
     return validate(GenerationSettings, merged, "generation")  # type: ignore[return-value]
 
 
-def run_generate(cfg: dict, from_run: str | Path | None = None, progress: bool = True) -> Path:
-    """Generate for ``data.split`` and write a run directory with predictions.jsonl, config, seed and versions."""
-    from empathkit.runs import new_run_dir, save_run_meta, set_seed, write_jsonl
+PARTIAL, STATE = "predictions.partial.jsonl", "generate-state.json"
 
-    rc = resolve(cfg)
+
+def read_run_dir_config(run_dir: str | Path) -> dict:
+    """A run directory's ``config.yaml`` as a dict, or a one-line :class:`ConfigError` naming what is wrong (missing
+    directory, no config.yaml, YAML that does not parse, an empty file or one that is not a mapping)."""
+    import yaml
+
+    rd = Path(run_dir)
+    if not rd.is_dir():
+        raise ConfigError(f"{rd}: no such run directory")
+    p = rd / "config.yaml"
+    if not p.is_file():
+        raise ConfigError(f"{rd} is not a run directory (no config.yaml)")
+    try:
+        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not valid UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from None
+    if cfg is None:
+        raise ConfigError(f"{p}: empty config")
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{p}: must be a mapping of config keys, got a {type(cfg).__name__}")
+    return cfg
+
+
+def _kept_predictions(run_dir: Path, examples, chunk: int) -> list[dict]:
+    """The complete chunks of an interrupted run's partial predictions (a chunk cut by the crash is redone whole,
+    so the resumed outputs equal an uninterrupted run's); each row's id must be the example's at its position."""
+    import json
+
+    from empathkit.errors import DataError
+
+    p = run_dir / PARTIAL
+    rows: list[dict] = []
+    if not p.is_file():
+        return rows
+    lines = p.read_bytes().split(b"\n")
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            if lineno == len(lines) or all(not x.strip() for x in lines[lineno:]):
+                break  # the line being written when the run stopped
+            raise DataError("not a complete JSON row (the file was changed after the run stopped)", file=str(p),
+                            line=lineno) from None
+        i = len(rows)
+        if i >= len(examples) or row.get("id") != examples[i].id:
+            want = examples[i].id if i < len(examples) else "(no more examples)"
+            raise DataError(f"expected the prediction of example {want!r}, found {row.get('id')!r}: the data or "
+                            "the config changed since the run started", file=str(p), line=lineno, field="id")
+        rows.append(row)
+    return rows[: len(rows) // chunk * chunk]
+
+
+def run_generate(cfg: dict | None = None, from_run: str | Path | None = None, progress: bool = True, *,
+                 resume: str | Path | None = None, chunk_size: int | None = None) -> Path:
+    """Generate for ``data.split`` and write a run directory with predictions.jsonl, config, seed and versions.
+
+    Predictions are appended to ``predictions.partial.jsonl`` one chunk of ``chunk_size`` examples at a time (default
+    4 × the batch size, at least 32) and renamed to ``predictions.jsonl`` when every example is done. Each chunk is
+    an independent, seeded ``Generator.generate`` call, so ``resume=<run dir>`` (the run's own config, settings and
+    chunking from ``generate-state.json``) redoes only the chunks that were not complete and gives exactly the
+    outputs of an uninterrupted run."""
+    import json
+
+    from empathkit.runs import new_run_dir, save_run_meta, set_seed
+
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = read_run_dir_config(run_dir)
+        if (run_dir / "predictions.jsonl").is_file():
+            log.info("%s is complete: nothing to resume", run_dir)
+            return run_dir
+        if not (run_dir / STATE).is_file():
+            raise ConfigError(f"{run_dir} is not a resumable generate run (no {STATE})")
+        state = json.loads((run_dir / STATE).read_text(encoding="utf-8"))
+        from_run, chunk = state.get("from_run"), int(state["chunk_size"])
+        rc = resolve({k: v for k, v in saved.items() if k != "from_run"})
+    else:
+        rc = resolve(cfg or {})
+    if from_run is not None:
+        read_run_dir_config(from_run)
     set_seed(rc.seed)
     gen = load_generator(rc.method, from_run, rc.model) if from_run else load_generator(rc.method, None, rc.model)
     examples = examples_for(rc)
-    run_dir = new_run_dir(rc.output_dir, rc.run_name or f"generate-{gen.name}")
-    save_run_meta(run_dir, rc.model_dump() | ({"from_run": str(from_run)} if from_run else {}), rc.seed)
-    preds = gen.generate(examples, generation_settings(cfg, gen), progress=progress)
-    write_jsonl(preds, run_dir / "predictions.jsonl")
-    log.info("wrote %d predictions to %s", len(preds), run_dir / "predictions.jsonl")
+    if resume is not None:
+        settings = validate(GenerationSettings, state["settings"], "generation")
+        if state.get("n_examples") != len(examples):
+            raise ConfigError(f"{run_dir}: the run had {state.get('n_examples')} examples, the data now gives "
+                              f"{len(examples)}")
+    else:
+        settings = generation_settings(cfg, gen)
+        chunk = chunk_size or max(32, 4 * settings.batch_size)
+        run_dir = new_run_dir(rc.output_dir, rc.run_name or f"generate-{gen.name}")
+        save_run_meta(run_dir, rc.model_dump() | ({"from_run": str(from_run)} if from_run else {}), rc.seed)
+        (run_dir / STATE).write_text(json.dumps({"settings": settings.model_dump(), "chunk_size": chunk,
+                                                 "from_run": str(from_run) if from_run else None,
+                                                 "n_examples": len(examples)}, indent=2), encoding="utf-8")
+    _generate_chunks(gen, examples, settings, run_dir, chunk, progress)
     return run_dir
+
+
+def _generate_chunks(gen, examples, settings: GenerationSettings, run_dir: Path, chunk: int, progress: bool) -> None:
+    import json
+    import os
+
+    kept = _kept_predictions(run_dir, examples, chunk)
+    partial = run_dir / PARTIAL
+    with partial.open("w", encoding="utf-8") as f:  # rewrite the complete chunks, then append
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
+        if kept:
+            log.info("resuming %s: %d of %d predictions kept", run_dir, len(kept), len(examples))
+        for start in range(len(kept), len(examples), chunk):
+            preds = gen.generate(examples[start:start + chunk], settings, progress=progress)
+            f.writelines(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in preds)
+            f.flush()
+            os.fsync(f.fileno())
+    partial.replace(run_dir / "predictions.jsonl")
+    log.info("wrote %d predictions to %s", len(examples), run_dir / "predictions.jsonl")

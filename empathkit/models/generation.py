@@ -7,13 +7,22 @@ The batch path is several times faster per response than one-at-a-time ``generat
 (streaming within a batch: :class:`RowStreamer`); ``should_stop(i)`` ends row ``i`` early (a client went away).
 Decoder-only outputs are cut after the prompt; encoder–decoder outputs hold only the decoder side and are decoded
 whole.
+
+**Shared-prefix KV cache** (``prefix_cache``, default on): when every prompt of a call starts with the same tokens
+(the system prompt and template header), that prefix is prefilled once, kept on the model (:class:`PrefixStore`,
+a few entries, keyed by the prefix's token ids) and reused for every batch — and by later calls whose prompts
+start with a stored prefix (a server's requests share the system prompt). Rows are laid out as
+``[prefix][padding][suffix]``: the attention mask hides the padding and position ids follow the mask, so the
+result is the uncached computation (greedy tokens identical on the test models; logits within float rounding).
+It is skipped for encoder–decoder models and when ``batch_context`` is given (ECG-LoRA's per-row gate changes the
+prefix's keys and values).
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass
-from typing import Callable, ContextManager, Sequence
+from typing import Callable, ContextManager, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, Field
@@ -34,6 +43,10 @@ class GenerationSettings(BaseModel):
     batch_size: int = Field(32, ge=1, le=1024)
     max_prompt_tokens: int | None = Field(384, ge=8)
     seed: int = 0
+    prefix_cache: bool = Field(True, description="reuse the prompts' shared prefix KV cache (module docstring)")
+    precision: Literal["float32", "bfloat16", "auto"] = Field(
+        "float32", description="weights precision, applied when the generator is loaded (models/precision.py; "
+                               "predictions record the precision actually used)")
 
 
 @dataclass
@@ -113,6 +126,89 @@ class _RowStop:
         return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
 
 
+MIN_PREFIX = 16  # shorter shared prefixes are not worth a cache entry
+
+
+def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest common prefix, leaving at least one token of every sequence uncached."""
+    n = min(len(x) for x in seqs) - 1
+    first = seqs[0]
+    for i in range(max(n, 0)):
+        if any(x[i] != first[i] for x in seqs[1:]):
+            return i
+    return max(n, 0)
+
+
+def _cache_kwarg(model) -> str:
+    """The name transformers' ``forward`` / ``generate`` use for a KV cache (``cache``; ``past_key_values`` before
+    5.2x)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps forward in **kwargs
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _weights_key(model) -> tuple:
+    """Changes whenever a weight is replaced or updated in place (optimizer steps bump ``Tensor._version``)."""
+    return tuple((p.data_ptr(), p._version, p.dtype) for p in model.parameters())
+
+
+class PrefixStore:
+    """Prefilled KV caches of shared prompt prefixes for one model (hand-written: transformers caches one call's
+    prompt, not a prefix shared across calls). ``get(seqs)`` returns ``(length, cache)`` of the longest stored
+    prefix every sequence starts with, prefilling the sequences' common prefix first when none is stored."""
+
+    def __init__(self, model, size: int = 4):
+        self.model, self.size = model, size
+        self.entries: dict[tuple[int, ...], object] = {}
+        self.hits = self.misses = 0
+
+    def get(self, seqs: Sequence[Sequence[int]]):
+        key = _weights_key(self.model)
+        if key != getattr(self, "_weights", None):  # trained / converted since: the stored caches are stale
+            self.entries.clear()
+            self._weights = key
+        best = max((k for k in self.entries if all(len(x) > len(k) and tuple(x[:len(k)]) == k for x in seqs)),
+                   key=len, default=None)
+        if best is not None and (len(seqs) == 1 or len(best) >= _common_prefix(seqs)):
+            self.hits += 1
+            self.entries[best] = self.entries.pop(best)  # most recently used last
+            return len(best), self.entries[best]
+        p = _common_prefix(seqs) if len(seqs) > 1 else 0
+        if p < MIN_PREFIX:
+            return (len(best), self.entries[best]) if best is not None else (0, None)
+        from transformers import DynamicCache
+
+        key = tuple(seqs[0][:p])
+        cache = DynamicCache()
+        with torch.no_grad():
+            self.model(input_ids=torch.tensor([list(key)], device=self.model.device), use_cache=True,
+                       **{_cache_kwarg(self.model): cache})
+        self.misses += 1
+        self.entries[key] = cache
+        while len(self.entries) > self.size:
+            self.entries.pop(next(iter(self.entries)))
+        return p, cache
+
+
+def prefix_store(model) -> PrefixStore:
+    """The model's :class:`PrefixStore` (created on first use; emptied when the weights change)."""
+    store = getattr(model, "_empathkit_prefix_store", None)
+    if store is None:
+        store = PrefixStore(model)
+        object.__setattr__(model, "_empathkit_prefix_store", store)  # not a submodule / parameter
+    return store
+
+
+def _prefixed_batch(ids: Sequence[Sequence[int]], p: int, pad_id: int, device) -> dict:
+    """``[prefix][padding][suffix]`` rows with their attention mask."""
+    suf = [list(x[p:]) for x in ids]
+    width = max(len(x) for x in suf)
+    inp = [list(ids[0][:p]) + [pad_id] * (width - len(x)) + x for x in suf]
+    att = [[1] * p + [0] * (width - len(x)) + [1] * len(x) for x in suf]
+    return {"input_ids": torch.tensor(inp, device=device), "attention_mask": torch.tensor(att, device=device)}
+
+
 @torch.inference_mode()
 def generate_texts(model, tokenizer, prompts: Sequence[str], settings: GenerationSettings | None = None,
                    batch_context: Callable[[list[int]], ContextManager] | None = None, progress: bool = True,
@@ -127,16 +223,29 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], settings: Generatio
     # decoder-only models continue the prompt: pad on the left. Encoder-decoder inputs are padded on the right
     # (BART's absolute positions change with left padding) and get their tokenizer's special tokens (T5's </s>).
     tokenizer.padding_side = "right" if encoder_decoder else "left"
-    enc_lens = [len(tokenizer(p, add_special_tokens=encoder_decoder)["input_ids"]) for p in prompts]
+    enc_ids = [tokenizer(p, add_special_tokens=encoder_decoder)["input_ids"] for p in prompts]
+    enc_lens = [len(x) for x in enc_ids]
+    use_prefix = bool(s.prefix_cache and not encoder_decoder and batch_context is None and prompts
+                      and tokenizer.pad_token_id is not None)
+    p_len, p_cache = prefix_store(model).get(enc_ids) if use_prefix else (0, None)
     out: list[Output | None] = [None] * len(prompts)
     gen_kwargs = generate_kwargs(s, tokenizer)
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="resp")
     for idx in _buckets(enc_lens, s.batch_size):
         # encoder-decoder tokenizers (T5) append their end-of-sequence token themselves
-        batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                          add_special_tokens=encoder_decoder)
-        batch = {k: v.to(model.device) for k, v in batch.items()}
         extra: dict = {}
+        if p_cache is not None:
+            import copy
+
+            batch = _prefixed_batch([enc_ids[i] for i in idx], p_len, tokenizer.pad_token_id, model.device)
+            cache = copy.deepcopy(p_cache)  # generate extends the cache it is given
+            if len(idx) > 1:
+                cache.batch_repeat_interleave(len(idx))
+            extra[_cache_kwarg(model)] = cache
+        else:
+            batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                              add_special_tokens=encoder_decoder)
+            batch = {k: v.to(model.device) for k, v in batch.items()}
         stop = _RowStop(idx, should_stop) if should_stop is not None else None
         if stop is not None:
             extra["stopping_criteria"] = StoppingCriteriaList([stop])

@@ -25,9 +25,14 @@ def markdown_table(header: Sequence[Any], rows: Iterable[Sequence[Any]], align: 
     if align is not None and len(align) != len(header):
         raise ValueError(f"align has {len(align)} letters for {len(header)} columns")
     seps = ["---:" if a == "r" else "---" for a in (align or ["l"] * len(header))]
-    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "|".join(seps) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "|".join(seps) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _md_cell(value: Any) -> str:
+    """A cell's text: ``|`` escaped and line breaks turned into spaces, so a cell can never split its row."""
+    return str(value).replace("\\|", "|").replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")
 
 
 def html_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:

@@ -38,6 +38,15 @@ log = logging.getLogger(__name__)
 Prepare = Callable[[Any, Any, LMModelConfig, LMTrainConfig], "tuple[Any, dict[str, Any]]"]
 
 
+def use_bf16(setting: bool | str) -> bool:
+    """``train.bf16``: true / false, or auto = where bf16 is native (:func:`empathkit.models.backbones.native_bf16`)."""
+    if setting == "auto":
+        from empathkit.models.backbones import native_bf16
+
+        return native_bf16()
+    return bool(setting)
+
+
 def training_arguments(tc: LMTrainConfig, out_dir: Path, seed: int, has_eval: bool,
                        progress: bool) -> TrainingArguments:
     every = tc.eval_every if has_eval else (tc.save_every or tc.eval_every)
@@ -50,7 +59,8 @@ def training_arguments(tc: LMTrainConfig, out_dir: Path, seed: int, has_eval: bo
         save_strategy="steps", save_steps=every, save_total_limit=tc.save_total_limit,
         load_best_model_at_end=has_eval, metric_for_best_model="eval_loss" if has_eval else None,
         greater_is_better=False if has_eval else None, logging_steps=tc.log_every, logging_first_step=True,
-        report_to="none", seed=seed, data_seed=seed, dataloader_num_workers=tc.num_workers, bf16=tc.bf16,
+        report_to="none", seed=seed, data_seed=seed, dataloader_num_workers=tc.num_workers, bf16=use_bf16(tc.bf16),
+        train_sampling_strategy=tc.sampling,
         remove_unused_columns=False, disable_tqdm=not progress, gradient_checkpointing=tc.gradient_checkpointing,
         dataloader_pin_memory=torch.cuda.is_available())
 
