@@ -41,6 +41,7 @@ _COMMANDS = [
     ("empathkit.cli.chat", "chat", "chat", "command"),
     ("empathkit.cli.serve", "serve", "serve", "command"),
     ("empathkit.cli.retrieve", "retrieve", "retrieve", "command"),
+    ("empathkit.cli.export", "export", "export", "command"),
 ]
 
 for _mod, _attr, _name, _kind in _COMMANDS:
