@@ -12,7 +12,14 @@ requests stream; a ``plain`` phase streams none. Configurations:
   gives a same-run mixed / plain ratio that load from other jobs shifts less;
 - ``previous code, mixed`` (16 clients, with ``--baseline-ref REF``): ``empathkit/serving/{batcher,server}.py`` as
   of git ``REF`` (read with ``git show``), where a streamed request ran alone (batch of one);
-- ``one-at-a-time, plain`` (16 clients, ``max_batch=1``).
+- ``one-at-a-time, plain`` (16 clients, ``max_batch=1``);
+- ``abuse`` (also alone: ``--abuse-only``, written to ``serving-abuse.{json,md}``): first the probes — the 15,999-emoji
+  message (~48k tokens, under the 16,000-character limit), a ~20k-token message, a 20k-word message — each timed and
+  followed by a normal request; then 16 plain clients clean, 16 clients with every other request abusive (over the
+  token budget, string / bool numbers, NUL-only content, an unknown field, a huge ``max_tokens``, malformed JSON, a
+  stream closed after its first event, a client that gives up at once), and 16 clean again. Must hold: 0 5xx, the
+  abusive requests all 4xx (or cut by the client), p50 of the normal requests within 1.5x of the clean phases,
+  RSS bounded, the queue drained.
 
 Reported per phase: throughput (requests/s, generated tokens/s), p50 / p99 latency (to the last byte), time to the
 first text delta of streamed requests, the mean ``Generator.chat`` batch size and how many streamed rows shared a
@@ -257,6 +264,129 @@ def run_config(name: str, max_batch: int, phases: list[tuple[int, int, str]], ma
             proc.kill()
 
 
+EMOJI = "\U0001F600" * 15_999
+
+
+def abusive(c: httpx.Client, url: str, k: int) -> int:
+    """One abusive request (kind ``k``); its status (0: the client itself gave up or hung up, as intended)."""
+    good = request_body(k, 8)
+    bodies = [good | {"messages": [{"role": "user", "content": EMOJI}]}, good | {"max_tokens": "5"},
+              good | {"stream": 1}, good | {"messages": [{"role": "user", "content": "\x00" * 64}]},
+              good | {"situaton": "typo"}, good | {"max_tokens": 10**9}, good | {"temperature": True}]
+    post = url + "/v1/chat/completions"
+    kind = k % (len(bodies) + 3)
+    if kind < len(bodies):
+        return c.post(post, json=bodies[kind]).status_code
+    if kind == len(bodies):
+        return c.post(post, content=b'{"model": "x", "messages": [', headers={"content-type": "application/json"}
+                      ).status_code
+    if kind == len(bodies) + 1:  # a stream closed after its first event
+        with c.stream("POST", post, json=request_body(k, 32, stream=True)) as r:
+            code = r.status_code
+            next(r.iter_lines(), None)
+        return 0 if code == 200 else code
+    try:  # a client that gives up at once
+        return c.post(post, json=request_body(k, 32), timeout=0.05).status_code
+    except httpx.TimeoutException:
+        return 0
+
+
+def abuse_phase(url: str, clients: int, n: int, max_tokens: int) -> dict:
+    """``n`` normal plain requests from ``clients`` clients, each client sending an abusive request between two
+    normal ones."""
+    lock = threading.Lock()
+    counter = iter(range(n))
+    normal: list[dict] = []
+    bad: dict[int, int] = {}
+    t0 = time.perf_counter()
+
+    def client():
+        with httpx.Client(timeout=900) as c:
+            while (i := next(counter, None)) is not None:
+                res = one_request(c, url, i, max_tokens, stream=False)
+                code = abusive(c, url, i)
+                with lock:
+                    normal.append(res)
+                    bad[code] = bad.get(code, 0) + 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lat = [d["latency"] for d in normal if d["code"] == 200]
+    return {"clients": clients, "requests": n, "seconds": time.perf_counter() - t0, "normal_ok": len(lat),
+            "normal_p50_s": statistics.median(lat) if lat else float("nan"), "abusive_status_codes": bad,
+            "n_5xx": sum(v for k, v in bad.items() if k >= 500) + sum(d["code"] >= 500 for d in normal)}
+
+
+def probe(c: httpx.Client, url: str, name: str, content: str) -> dict:
+    t0 = time.perf_counter()
+    r = c.post(url + "/v1/chat/completions", json=request_body(0, 32) | {"messages": [{"role": "user",
+                                                                                        "content": content}]})
+    took = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    nxt = c.post(url + "/v1/chat/completions", json=request_body(1, 32))
+    return {"probe": name, "chars": len(content), "status": r.status_code, "seconds": took,
+            "code": r.json().get("error", {}).get("code") if r.status_code != 200 else None,
+            "next_normal_status": nxt.status_code, "next_normal_seconds": time.perf_counter() - t1}
+
+
+def run_abuse(max_new: int, threads: int, n: int) -> dict:
+    proc, url = start_server(16, max_new, threads)
+    try:
+        with httpx.Client(timeout=900) as c:
+            for i in range(2):
+                assert one_request(c, url, i, max_new, stream=False)["code"] == 200
+            probes = [probe(c, url, "15,999 emoji (~48k tokens)", EMOJI),
+                      probe(c, url, "~20k tokens (6,700 emoji)", EMOJI[:6_700]),
+                      probe(c, url, "20k words (100k characters)", "word " * 20_000)]
+        for p in probes:
+            print("probe", json.dumps(p), flush=True)
+        rss0 = rss_mb(proc.pid)
+        phases = []
+        for name in ("clean", "abuse", "clean again"):
+            if name == "abuse":
+                row = abuse_phase(url, 16, n, max_new)
+            else:
+                row = load_phase(url, 16, n, max_new, "plain")
+                row = {"clients": 16, "requests": n, "seconds": row["seconds"], "normal_ok": round(
+                    row["req_per_s"] * row["seconds"]), "normal_p50_s": row["plain_p50_s"], "n_5xx": row["n_5xx"],
+                    "abusive_status_codes": {}}
+            row["phase"], row["rss_mb"] = name, rss_mb(proc.pid)
+            print("abuse", json.dumps(row), flush=True)
+            phases.append(row)
+        health = httpx.get(url + "/health").json()
+        clean = statistics.mean(p["normal_p50_s"] for p in phases if p["phase"] != "abuse")
+        ab = next(p for p in phases if p["phase"] == "abuse")
+        return {"probes": probes, "phases": phases, "rss_before_mb": rss0, "rss_after_mb": rss_mb(proc.pid),
+                "health_after": health, "p50_abuse_vs_clean": ab["normal_p50_s"] / clean,
+                "total_5xx": sum(p["n_5xx"] for p in phases),
+                "queue_drained": health["in_flight"] == 0 and health["queue"]["waiting"] == 0}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def write_abuse(ab: dict, uptime_start: str) -> Path:
+    rows = [{"probe": p["probe"], "status": p["status"], "error code": p["code"], "seconds": p["seconds"],
+             "next normal request": p["next_normal_status"], "its seconds": p["next_normal_seconds"]}
+            for p in ab["probes"]]
+    rows += [{"probe": f"phase: {p['phase']} (16 clients, {p['requests']} normal)", "status": str(
+        p["abusive_status_codes"] or "-"), "error code": f"5xx: {p['n_5xx']}", "seconds": p["seconds"],
+        "next normal request": f"ok {p['normal_ok']}", "its seconds": p["normal_p50_s"]} for p in ab["phases"]]
+    notes = [f"Normal-request p50 with abuse mixed in / clean phases: **{ab['p50_abuse_vs_clean']:.2f}x** "
+             f"(bound 1.5x). 5xx in total: **{ab['total_5xx']}**. Queue drained after: {ab['queue_drained']}.",
+             f"Server RSS {ab['rss_before_mb']:.0f} MB before the phases, {ab['rss_after_mb']:.0f} MB after.",
+             "Phase rows: 'status' holds the abusive requests' status counts (0 = the client hung up or gave up, as "
+             "intended); 'its seconds' the p50 of the normal requests.",
+             f"`uptime` at start: `{uptime_start}`; at end: `{uptime()}`."]
+    return write_results("serving-abuse", ab, rows, "Serving under abuse (SmolLM2-135M prompt baseline, CPU)", notes)
+
+
 def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
@@ -300,6 +430,7 @@ def main():
     ap.add_argument("--n-unbatched", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="torch threads in the server (0 = torch default); "
                     "1 avoids OpenMP oversubscription when other jobs share the cores")
+    ap.add_argument("--abuse-only", action="store_true", help="only the abuse probes and phases")
     ap.add_argument("--baseline-ref", default="", help="also run the serving code of this git ref with mixed "
                     "clients at 16 (e.g. the commit before batched streaming)")
     a = ap.parse_args()
@@ -308,6 +439,9 @@ def main():
 
     t_start, load_start, uptime_start = time.time(), os.getloadavg(), uptime()
     print("start:", uptime_start, flush=True)
+    if a.abuse_only:
+        print(write_abuse(run_abuse(a.max_new_tokens, a.threads, a.n16), uptime_start).read_text())
+        return
     crisis = crisis_metrics()
     print("crisis set:", {k: v for k, v in crisis.items() if k not in ("missed", "false_alarms")}, flush=True)
     n16 = a.n16
@@ -320,6 +454,7 @@ def main():
         baseline = run_config(f"previous code ({a.baseline_ref})", a.max_batch, [(16, 2 * n16, "mixed")],
                               a.max_new_tokens, a.threads, impl=baseline_impl(a.baseline_ref))
         configs.append(baseline)
+    write_abuse(run_abuse(a.max_new_tokens, a.threads, n16), uptime_start)
     single = run_config("one-at-a-time", 1, [(16, a.n_unbatched, "plain")], a.max_new_tokens, a.threads)
     configs.append(single)
     uptime_end = uptime()

@@ -138,7 +138,7 @@ def test_when_imported_runs_once_after_the_import(tmp_path, monkeypatch):
     import ek_hooked_mod  # noqa: F401
 
     assert seen == [1]
-    assert not any(isinstance(f, progress._PostImportFinder) for f in sys.meta_path)
+    assert not any(isinstance(f, progress._PostImportFinder) and f.name == "ek_hooked_mod" for f in sys.meta_path)
     assert ek_hooked_mod.__loader__.__class__.__name__ != "_PostImportLoader"
     progress.when_imported("ek_hooked_mod", lambda m: seen.append(2))  # already imported: runs now
     assert seen == [1, 2]

@@ -54,6 +54,7 @@ from pydantic import BaseModel, Field
 
 from empathkit.config import validate
 from empathkit.errors import ConfigError
+from empathkit.serving.crisis import EXTRA_PATTERNS, LANGUAGE_PATTERNS, SEMANTIC_THRESHOLD, SemanticMatcher, fold
 
 CATEGORIES = ("suicide", "self_harm", "harm_others", "abuse")
 
@@ -83,7 +84,8 @@ IDIOMS: tuple[str, ...] = (
     r"\b(suicide|crisis|abuse) (prevention|awareness|hotline|helpline|line|squad|statistics|rates?)\b",
 )
 
-_NEG = r"\b(not|never|no|don'?t|do not|doesn'?t|does not|didn'?t|won'?t|wouldn'?t|isn'?t|aren'?t|wasn'?t|nor|nobody said|stop me from)\b"
+_NEG = (r"\b(not|never|no|don'?t|do not|doesn'?t|does not|didn'?t|won'?t|wouldn'?t|isn'?t|aren'?t|wasn'?t|nor|"
+        r"nobody said|stop me from|nao|nunca|jamais|nicht|nie|niemals|kein|non|mai)\b")
 _CLAUSE_BREAK = r"[.,;:!?]|\b(but|and|so|because|though|although|yet|except)\b"
 _PAST = r"\bused to\b"
 _CURRENT = r"\b(again|tonight|today|right now|at the moment|started|relapsed?|relapsing|lately|these days|keep|still)\b"
@@ -105,6 +107,7 @@ class Pattern:
     negatable: bool = True  # False for patterns that already contain their own negation ("don't want to live")
     inner_negation: bool = False  # also look for negation inside the match ("my dad never hits me")
     name: str = ""
+    language: str = "en"
 
 
 PATTERNS: tuple[Pattern, ...] = (
@@ -182,23 +185,33 @@ PATTERNS: tuple[Pattern, ...] = (
 )
 
 
+# slang, veiled farewells, means, method requests (en) and es / fr / de / pt / it (empathkit/serving/crisis.py)
+_OWN_NEGATION = {"es-no-vivir", "fr-plus-vivre", "de-leben", "pt-viver", "it-vivere"}
+PATTERNS = PATTERNS + tuple(
+    Pattern(cat, rx, name=name, language=lang, negatable=name not in _OWN_NEGATION,
+            inner_negation=lang == "de" and name not in _OWN_NEGATION)
+    for cat, lang, name, rx in EXTRA_PATTERNS + LANGUAGE_PATTERNS)
+
+
 @dataclass
 class SafetyResult:
     """The outcome of a check; ``to_json()`` goes into the response metadata (``empathkit.safety``)."""
 
     flagged: bool
     category: str | None = None
-    source: str | None = None  # "rules" | "classifier"
+    source: str | None = None  # "rules" | "semantic" | "classifier"
     rule: str | None = None  # name of the pattern that fired
-    score: float | None = None  # classifier probability when a classifier ran
+    score: float | None = None  # classifier probability / semantic similarity when they ran
+    turn: int | None = None  # check_messages: 0 = the last user turn, 1 = the one before, …
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def normalise(text: str) -> str:
-    t = text.lower().replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
-    return re.sub(r"\s+", " ", t).strip()
+    """The text the patterns see: :func:`empathkit.serving.crisis.fold` (NFKC, zero-width, homoglyphs, accents,
+    leetspeak, spaced letters, repeated letters, misspelt crisis words)."""
+    return fold(text)
 
 
 class RuleDetector:
@@ -289,6 +302,10 @@ class SafetyConfig(BaseModel):
     enabled: bool = True
     mode: Literal["rules", "classifier", "either"] = "rules"
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="classifier probability that counts as a crisis")
+    recent_turns: int = Field(3, ge=1, description="user turns checked, newest first (back to the last safety reply)")
+    semantic: bool = Field(False, description="also compare user turns with written crisis intents (MiniLM)")
+    semantic_threshold: float = Field(SEMANTIC_THRESHOLD, ge=0.0, le=1.0,
+                                      description="cosine similarity that counts (chosen in benchmarks/safety.py)")
     resources_text: str = Field(DEFAULT_RESOURCES_TEXT, description="general advice, inserted as {resources}")
     resources: list[Resource] = Field(default_factory=list,
                                       description="extra verified resources, listed after the text")
@@ -341,10 +358,11 @@ def _run_classifier(classifier: Any, texts: list[str]) -> list[tuple[str | None,
 
 class SafetyLayer:
     def __init__(self, config: SafetyConfig | None = None, detector: RuleDetector | None = None,
-                 classifier: ClassifierHook | Any | None = None):
+                 classifier: ClassifierHook | Any | None = None, semantic: SemanticMatcher | None = None):
         self.config = config or SafetyConfig()
         self.detector = detector or RuleDetector()
         self.classifier = classifier
+        self.semantic = semantic or (SemanticMatcher(self.config.semantic_threshold) if self.config.semantic else None)
         if self.config.mode != "rules" and classifier is None:
             raise ConfigError(f"safety.mode={self.config.mode!r} needs a classifier (pass classifier=...)")
 
@@ -354,6 +372,11 @@ class SafetyLayer:
             return [SafetyResult(False) for _ in texts]
         rules = [self.detector.check(t) for t in texts] if self.config.mode != "classifier" else \
             [SafetyResult(False) for _ in texts]
+        if self.semantic is not None:
+            todo = [i for i, r in enumerate(rules) if not r.flagged]
+            for i, (sim, cat) in zip(todo, self.semantic.scores([texts[i] for i in todo])):
+                if sim >= self.semantic.threshold:
+                    rules[i] = SafetyResult(True, cat, "semantic", "intent", round(sim, 4))
         if self.classifier is None or self.config.mode == "rules":
             return rules
         out = []
@@ -371,10 +394,22 @@ class SafetyLayer:
         return self.check_texts([text])[0]
 
     def check_messages(self, messages: Sequence[dict[str, str]]) -> SafetyResult:
-        """Check the latest user message of an OpenAI-style conversation."""
+        """Check the recent user turns of an OpenAI-style conversation (``recent_turns``, newest first), back to the
+        last safety reply: a crisis message followed by a short "no" is still a crisis, one already answered with
+        the crisis reply does not repeat it."""
+        replies = {self.reply(SafetyResult(True, c))[:80] for c in CATEGORIES}
+        turns: list[str] = []
         for m in reversed(messages):
+            if m.get("role") == "assistant" and (m.get("content") or "")[:80] in replies:
+                break
             if m.get("role") == "user":
-                return self.check(m.get("content") or "")
+                turns.append(m.get("content") or "")
+                if len(turns) >= self.config.recent_turns:
+                    break
+        for i, r in enumerate(self.check_texts(turns)):
+            if r.flagged:
+                r.turn = i
+                return r
         return SafetyResult(False)
 
     def resources_text(self) -> str:

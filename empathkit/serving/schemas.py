@@ -1,4 +1,5 @@
-"""Request / response shapes of the OpenAI-compatible API (pydantic; unknown request fields are rejected).
+"""Request / response shapes of the OpenAI-compatible API (pydantic, strict: unknown request fields are rejected and
+no value is coerced — ``"max_tokens": "5"`` or ``true`` is a 400, an integer is accepted where a float is expected).
 
 Accepted but ignored OpenAI fields (so stock clients work): ``presence_penalty``, ``frequency_penalty``, ``user``,
 ``logprobs`` (must be false/absent), ``parallel_tool_calls``, ``metadata``, ``store``. ``n`` must be 1; ``stop``
@@ -16,15 +17,19 @@ from pydantic import BaseModel, Field, field_validator
 from empathkit.data.emotions import EMOTIONS
 
 
+# strict: a number must be a JSON number and a flag a JSON boolean ("5" or true for max_tokens is a 400, never coerced)
+STRICT = {"extra": "forbid", "strict": True}
+
+
 class TextPart(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = STRICT
 
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = STRICT
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
@@ -38,13 +43,13 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = STRICT
 
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = STRICT
 
     model: str = Field(..., min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(..., min_length=1)

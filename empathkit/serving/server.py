@@ -37,8 +37,6 @@ import hmac
 import json
 import logging
 import re
-import socket
-import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -55,6 +53,9 @@ from empathkit.methods.base import Generator
 from empathkit.models.generation import GenerationSettings
 from empathkit.serving.batcher import ChatJob, ChatResult, JobTimeout, MicroBatcher, QueueFull
 from empathkit.serving.emotion import EmotionDetector, conversation_context
+from empathkit.serving.runtime import BackgroundServer, BodyLimit, _validation_message, free_port, run  # noqa: F401
+from empathkit.serving.limits import Rejected, TokenCounter, check_contents, fit_request, prompt_budget, \
+    system_prompt_tokens
 from empathkit.serving.safety import CATEGORIES, SafetyLayer, SafetyResult
 from empathkit.serving.schemas import ChatCompletionRequest, error_body
 
@@ -75,10 +76,23 @@ class ServerSettings(BaseModel):
     max_input_chars: int = Field(16_000, ge=1, description="total characters over all messages")
     max_tokens_limit: int = Field(512, ge=1, description="largest accepted max_tokens")
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_prompt_tokens: int | None = Field(
+        None, ge=8, description="prompt token budget; default: the generator's max_prompt_tokens, never more than "
+        "the model's context minus max_tokens")
+    overflow: Literal["error", "truncate"] = Field(
+        "error", description="a last user message over the token budget: error = 400 context_length_exceeded; "
+        "truncate = clip it to its last tokens (reported in empathkit.truncation). Older turns over the budget are "
+        "always dropped from the oldest (and reported)")
+    tokenize_timeout: float = Field(2.0, gt=0, description="seconds allowed for counting a request's tokens")
+    shutdown_grace: float = Field(3.0, ge=0, description="seconds SIGTERM waits for in-flight replies")
     stream_mode: Literal["tokens", "chunks"] = Field(
         "tokens", description="tokens: text as it is generated (batched with the other requests); chunks: the "
         "finished reply word by word")
     safety: bool = True
+
+
+class ShuttingDown(Exception):
+    """The server stopped before the request was started (HTTP 503)."""
 
 
 class APIError(Exception):
@@ -86,65 +100,6 @@ class APIError(Exception):
                  code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.body, self.headers = status, error_body(message, type_, param, code), headers
-
-
-def _loc(loc: tuple) -> str:
-    parts = [str(x) for x in loc if x not in ("body",)]
-    return ".".join(parts)
-
-
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    errs = exc.errors()
-    if not errs:
-        return "invalid request", None
-    e = errs[0]
-    if e.get("type") == "json_invalid":
-        return "the request body is not valid JSON", None
-    if not _loc(e.get("loc", ())):
-        return "the request body must be a JSON object", None
-    param = _loc(e.get("loc", ())) or None
-    msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
-    more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
-    return (f"{param}: {msg}" if param else msg) + more, param
-
-
-class BodyLimit:
-    """Reject request bodies over ``limit`` bytes with an OpenAI-style 413 (by Content-Length, or while reading a
-    chunked body). Hand-written: Starlette's own limiter answers in plain text."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def _too_large(self, scope, receive, send) -> None:
-        body = error_body(f"request body larger than {self.limit} bytes", code="request_too_large")
-        await JSONResponse(body, status_code=413)(scope, receive, send)
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._too_large(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            chunks.append(msg.get("body", b""))
-            size += len(chunks[-1])
-            more = msg.get("more_body", False)
-            if size > self.limit:
-                return await self._too_large(scope, receive, send)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
 
 
 def _settings_for(req: ChatCompletionRequest, base: GenerationSettings, max_batch: int) -> GenerationSettings:
@@ -217,24 +172,45 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
     reply_tokens: dict[str, int] = {}  # safety reply → its token count (counted once, here, not per request)
     for cat in CATEGORIES:
         _count_reply(generator, guard.reply(SafetyResult(True, cat)), reply_tokens)
+    counter = TokenCounter(generator, cfg.tokenize_timeout)
+    system_tokens = system_prompt_tokens(generator, counter)
+    live: dict[int, ChatJob] = {}  # id → job submitted and not answered: cancelled on shutdown
+
+    def cancel_all(reason: str = "server is shutting down") -> None:
+        """Stop every row at its next decoding step and fail the jobs still queued (their handlers answer 503)."""
+        for job in list(live.values()):
+            job.cancelled = True
+            if job.future is not None and not job.future.done() and not job.started.is_set():
+                job.future.set_exception(ShuttingDown(reason))
+                job.future.exception()  # retrieved here; the handler re-raises it
+                if job.deltas is not None:
+                    job.deltas.put_nowait(None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await batcher.start()
+        app.state.loop = asyncio.get_running_loop()
         try:
             yield
         finally:
+            cancel_all()
             await batcher.stop()
+            counter.close()
 
     app = FastAPI(title="empathkit", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
     app.state.batcher, app.state.settings, app.state.model_id = batcher, cfg, model_id
+    app.state.cancel_all, app.state.live_jobs = cancel_all, live
 
     # -- errors in the OpenAI shape ------------------------------------------------------------------------------
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):
         return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(Rejected)
+    async def _rejected(_: Request, exc: Rejected):
+        return JSONResponse(error_body(exc.message, param=exc.param, code=exc.code), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
@@ -308,24 +284,42 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
                            param="messages", code="context_length_exceeded")
         if msgs[-1]["role"] != "user":
             raise APIError(400, "the last message must have role 'user'", param="messages")
-        if not msgs[-1]["content"].strip():
-            raise APIError(400, "the last user message is empty", param="messages")
+        check_contents(msgs)
         max_new = req.max_completion_tokens or req.max_tokens
         if max_new is not None and max_new > cfg.max_tokens_limit:
             raise APIError(400, f"max_tokens must be <= {cfg.max_tokens_limit}",
                            param="max_completion_tokens" if req.max_completion_tokens else "max_tokens")
         settings = _settings_for(req, generator.default_settings, cfg.max_batch)
+        budget = prompt_budget(counter.context, settings.max_new_tokens, cfg.max_prompt_tokens,
+                               generator.default_settings.max_prompt_tokens)
+        if budget is not None and budget < 8:
+            raise APIError(400, f"max_tokens {settings.max_new_tokens} leaves no room for a prompt in the model's "
+                           f"context of {counter.context} tokens", param="max_tokens", code="context_length_exceeded")
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         stops = req.stops()
-
-        check = guard.check_messages(msgs) if cfg.safety else SafetyResult(False)
-        if check.flagged:
+        if not cfg.safety:
+            check = SafetyResult(False)
+        elif getattr(guard, "semantic", None) is not None:  # a sentence encoder: off the event loop
+            check = await asyncio.to_thread(guard.check_messages, msgs)
+        else:
+            check = guard.check_messages(msgs)
+        if check.flagged:  # before the token budget: an over-long crisis message still gets the crisis reply
             return await _safety_reply(req, msgs, check, rid, now)
+
+        plan = await fit_request(msgs, counter, budget, system_tokens, cfg.overflow)
+        msgs = plan.messages
+        if budget is not None:  # the prompt builder enforces the same budget on the rendered prompt
+            settings = settings.model_copy(update={"max_prompt_tokens": budget})
 
         stream_tokens = req.stream and cfg.stream_mode == "tokens"
         job = ChatJob(msgs, settings, emotion=req.emotion, gate=req.gate, stream=stream_tokens, stops=stops)
+        loop = asyncio.get_running_loop()
         try:
             batcher.submit(job)
+            live[id(job)] = job
+            # the generation deadline holds even when nobody waits on the job (a slow stream reader): the row stops
+            expire = loop.call_later(cfg.timeout, _expire, job)
+            job.future.add_done_callback(lambda _f, j=job, h=expire: (live.pop(id(j), None), h.cancel()))
             if stream_tokens:
                 await batcher.wait_started(job, cfg.timeout)
             else:
@@ -334,10 +328,12 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
             raise APIError(429, str(e), "requests", code="rate_limit_exceeded", headers={"Retry-After": "1"}) from None
         except JobTimeout as e:
             raise APIError(504, str(e), "timeout", code="timeout") from None
+        except ShuttingDown as e:
+            raise APIError(503, str(e), "server_error", code="shutting_down", headers={"Retry-After": "5"}) from None
 
         if stream_tokens:
-            return _sse(_token_stream(req, job, rid, now))
-        meta = _result_meta(result, req.gate)
+            return _sse(_token_stream(req, job, rid, now, plan.truncation))
+        meta = _result_meta(result, req.gate, plan.truncation)
         if req.stream:
             return _sse(_chunk_stream(req, result.text, result.finish_reason, meta, _usage(result), rid, now))
         return _completion(result.text, result.finish_reason, meta, _usage(result), rid, now)
@@ -351,8 +347,14 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
             out[f"method_{k}" if k in RESERVED_META else k] = _jsonable(v)
         return out
 
-    def _result_meta(r: ChatResult, gate: float | None) -> dict:
-        return _meta(r.emotion, r.emotion_prob, r.emotion_source, SafetyResult(False), r.batch_size, gate, r.info)
+    def _result_meta(r: ChatResult, gate: float | None, truncation: dict | None = None) -> dict:
+        meta = _meta(r.emotion, r.emotion_prob, r.emotion_source, SafetyResult(False), r.batch_size, gate, r.info)
+        return meta | ({"truncation": truncation} if truncation else {})
+
+    def _expire(job: ChatJob) -> None:
+        live.pop(id(job), None)  # a job skipped while queued (client gone) never completes: forget it here
+        if not job.future.done():
+            job.cancelled = True  # should_stop ends the row at its next decoding step
 
     def _usage(r: ChatResult) -> dict:
         return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
@@ -393,12 +395,14 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
     def _error_event(message: str, type_: str, code: str | None = None) -> str:
         return f"data: {json.dumps(error_body(message, type_, code=code))}\n\n"
 
-    async def _token_stream(req: ChatCompletionRequest, job: ChatJob, rid: str, now: int) -> AsyncIterator[str]:
+    async def _token_stream(req: ChatCompletionRequest, job: ChatJob, rid: str, now: int,
+                            truncation: dict | None = None) -> AsyncIterator[str]:
         """SSE of a streamed job: the metadata known before generation, its deltas as its row produces them (the
         batcher already cut them at stop strings), then the finish chunk with the complete metadata."""
         emo, prob, src = job.emotion_info or ("none", None, "none")
+        first = _meta(emo, prob, src, SafetyResult(False), job.batch_size, req.gate)
         yield _chunk(rid, now, {"role": "assistant", "content": ""},
-                     empathkit=_meta(emo, prob, src, SafetyResult(False), job.batch_size, req.gate))
+                     empathkit=first | ({"truncation": truncation} if truncation else {}))
         deadline = job.enqueued_at + cfg.timeout
         try:
             while (piece := await batcher.next_delta(job, deadline)) is not None:
@@ -407,6 +411,9 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
         except JobTimeout:
             yield _error_event("generation timed out", "timeout", code="timeout")
             return
+        except ShuttingDown as e:
+            yield _error_event(str(e), "server_error", code="shutting_down")
+            return
         except Exception as e:  # noqa: BLE001 - report in-stream; headers are already sent
             log.error("streaming generation failed: %s: %s", type(e).__name__, e)
             yield _error_event(f"generation failed: {type(e).__name__}", "server_error")
@@ -414,7 +421,8 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
         finally:
             if not job.future.done():
                 job.cancelled = True  # the client went away (or timed out): should_stop ends its row only
-        for line in _tail(req, rid, now, result.finish_reason, _usage(result), _result_meta(result, req.gate)):
+        for line in _tail(req, rid, now, result.finish_reason, _usage(result),
+                          _result_meta(result, req.gate, truncation)):
             yield line
 
     async def _safety_reply(req, msgs, check: SafetyResult, rid: str, now: int):
@@ -437,48 +445,3 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return app
-
-
-# -- running ---------------------------------------------------------------------------------------------------------
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-class BackgroundServer:
-    """Run an app with uvicorn in a daemon thread (tests, benchmarks): ``with BackgroundServer(app) as url: ...``."""
-
-    def __init__(self, app, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning"):
-        import uvicorn
-
-        self.host, self.port = host, port or free_port(host)
-        self.server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level=log_level,
-                                                    lifespan="on", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True, name="empathkit-uvicorn")
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on {self.url}")
-            time.sleep(0.02)
-        return self.url
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-
-def run(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    import uvicorn
-
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("binding %s: the server is reachable from other machines; set an API key", host)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)

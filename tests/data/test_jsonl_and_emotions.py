@@ -25,8 +25,8 @@ def test_jsonl_roundtrip_with_profile(tmp_path, dialogues):
 @pytest.mark.parametrize("obj,field,msg", [
     ({"emotion": "sad", "turns": [{"role": "speaker", "text": "x"}]}, "id", "missing"),
     ({"id": "a", "emotion": "meh", "turns": [{"role": "speaker", "text": "x"}]}, "emotion", "unknown emotion"),
-    ({"id": "a", "emotion": "sad", "turns": [{"role": "bot", "text": "x"}]}, "turns[0]", "role"),
-    ({"id": "a", "emotion": "sad", "turns": [{"role": "speaker", "text": "x"}], "profile": {"age": 3}}, "profile", "unknown"),
+    ({"id": "a", "emotion": "sad", "turns": [{"role": "bot", "text": "x"}]}, "turns[0].role", "speaker"),
+    ({"id": "a", "emotion": "sad", "turns": [{"role": "speaker", "text": "x"}], "profile": {"age": 3}}, "profile.age", "unknown"),
 ])
 def test_jsonl_errors_name_line_and_field(tmp_path, obj, field, msg):
     p = tmp_path / "bad.jsonl"
