@@ -235,7 +235,9 @@ def run_generate(cfg: dict | None = None, from_run: str | Path | None = None, pr
     if from_run is not None:
         read_run_dir_config(from_run)
     set_seed(rc.seed)
-    gen = load_generator(rc.method, from_run, rc.model) if from_run else load_generator(rc.method, None, rc.model)
+    precision = (state.get("settings") or {}).get("precision") if resume is not None else \
+        _given_generation(rc).get("precision")
+    gen = load_generator(rc.method, from_run, rc.model, precision=precision)
     examples = examples_for(rc)
     if resume is not None:
         settings = validate(GenerationSettings, state["settings"], "generation")

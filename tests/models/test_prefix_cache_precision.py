@@ -133,3 +133,18 @@ def test_a_generator_without_a_model_only_takes_float32():
     assert apply_precision(NoModel(), "float32") == "float32"
     with pytest.raises(ConfigError, match="no torch model"):
         apply_precision(NoModel(), "bfloat16")
+
+
+def test_generate_applies_and_records_the_precision(tmp_path):
+    from empathkit.api import run_generate
+    from empathkit.data.jsonl import write_jsonl
+    from empathkit.runs import read_jsonl
+    from empathkit.testing import make_dialogues
+
+    write_jsonl(make_dialogues(), tmp_path / "d.jsonl")
+    cfg = {"method": "prompt", "model": {"backbone": "tiny-random-llama"}, "output_dir": str(tmp_path / "runs"),
+           "data": {"source": str(tmp_path / "d.jsonl"), "split": "train", "train_limit": 2},
+           "generation": {"max_new_tokens": 3, "precision": "bfloat16"}}
+    rd = run_generate(cfg, progress=False)
+    rows = read_jsonl(rd / "predictions.jsonl")
+    assert rows and all(r["settings"]["precision"] == "bfloat16" for r in rows)
