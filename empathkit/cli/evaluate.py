@@ -8,6 +8,8 @@ Examples::
     empathkit evaluate out.tsv --hyp-col generated --ref-col gold -o eval/
     empathkit evaluate s=seed0.jsonl s=seed1.jsonl s=seed2.jsonl      # same name = seeds → mean ± SD
     empathkit evaluate --list                                         # registered metrics and presets
+    empathkit evaluate mime=output.txt -p moel-paper                  # a released file: every decode it holds
+    empathkit evaluate EmpDG.txt --format empdg -p kemp-paper         # as-published preset (char-set strip on)
 """
 
 from __future__ import annotations
@@ -59,13 +61,15 @@ def _list_metrics() -> None:
 
 @friendly_errors
 def evaluate(inputs: List[str] = typer.Argument(None, help="prediction files: PATH or NAME=PATH (JSONL, CSV/TSV, or text with --refs); a repeated NAME = seeds"),
-             preset: Optional[str] = typer.Option(None, "--preset", "-p", help="basic | ecg-lora | empo | nlpcc2025 | reflectdiffu | all (default basic)"),
+             preset: Optional[str] = typer.Option(None, "--preset", "-p", help="basic | ecg-lora | empo | nlpcc2025 | reflectdiffu | moel-paper | kemp-paper | cem-paper | empo-paper | lee2024 | all (default basic)"),
              metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="comma-separated metric names (added to the preset)"),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default <run>/eval or runs/<time>-evaluate)"),
              config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML with preset/metrics/metric_options/resources/columns"),
              opt: List[str] = typer.Option(None, "--opt", help="metric option, e.g. --opt meteor.synonyms=never"),
              resource: List[str] = typer.Option(None, "--resource", "-r", help="resource setting, e.g. -r encoder=minilm-l6 -r lm=…"),
-             fmt: str = typer.Option("auto", "--format", help="auto | jsonl | csv | tsv | text"),
+             fmt: str = typer.Option("auto", "--format", help="auto | jsonl | csv | tsv | text, or a released layout: moel | kemp | cem | mime | empdg | empo | empathy-eval | care"),
+             strip: Optional[str] = typer.Option(None, "--strip", help="released files: how 'Pred:'-style prefixes are removed: prefix (default) | charset (the original scripts' str.strip quirk; default of kemp-paper / cem-paper)"),
+             human: bool = typer.Option(False, "--human", help="EmPO files: also score the references (gen_targets) as a 'human' system"),
              hyp_col: Optional[str] = typer.Option(None, help="hypothesis field/column"),
              ref_col: Optional[str] = typer.Option(None, help="reference field/column"),
              ctx_col: Optional[str] = typer.Option(None, help="context field/column"),
@@ -89,6 +93,8 @@ def evaluate(inputs: List[str] = typer.Argument(None, help="prediction files: PA
     from empathkit.errors import ConfigError
     from empathkit.evaluation import (Columns, evaluate as run_eval, read_predictions, significance_tests, table_rows,
                                       update_run_scores, write_report, write_significance)
+    from empathkit.evaluation.presets import PRESET_READER
+    from empathkit.evaluation.released import FORMATS as RELEASED, STRIPS, expand_input
     from empathkit.evaluation.significance import TESTS
     from empathkit.reports.tables import markdown_table
 
@@ -116,21 +122,41 @@ def evaluate(inputs: List[str] = typer.Argument(None, help="prediction files: PA
     cols = Columns(hypothesis=hyp_col or ccfg.get("hypothesis"), reference=ref_col or ccfg.get("reference"),
                    context=ctx_col or ccfg.get("context"), emotion=emo_col or ccfg.get("emotion"),
                    id=id_col or ccfg.get("id"))
-    systems = []
+    from empathkit.evaluation.readers import FORMATS as GENERIC
+
+    if fmt not in GENERIC + RELEASED:
+        raise ConfigError(f"unknown input format {fmt!r} ({' | '.join(GENERIC + RELEASED)})")
+    strip = strip or PRESET_READER.get(preset or "", {}).get("strip", "prefix")
+    if strip not in STRIPS:
+        raise ConfigError(f"--strip {strip!r}: one of {' | '.join(STRIPS)}")
+    systems, reported = [], []
     for arg in inputs:
         name, path = _split_input(arg)
+        released = expand_input(name, path, fmt, strip, human, refs)
+        if released is not None:
+            systems += [(n, r, path) for n, r, _ in released]
+            reported += [rep for _, _, rep in released]
+            continue
+        if fmt in RELEASED:
+            raise ConfigError(f"--format {fmt}: {path} is not a file of that layout")
         systems.append((name, read_predictions(path, fmt, cols, refs, contexts, emotions, context_sep), path))
+        reported.append({})
     result = run_eval([(n, r) for n, r, _ in systems], metric_list, preset, resources, metric_options, strict)
-    for run, (_, _, path) in zip(result.runs, systems):
+    for run, (_, _, path), rep in zip(result.runs, systems, reported):
         run.source = str(path)
+        run.reported = dict(rep)
     out = out or _default_out(Path(systems[0][2]), len(systems))
     run_config = {"inputs": [str(p) for _, _, p in systems], "preset": preset, "metrics": metric_list,
-                  "metric_options": metric_options, "resources": resources, "format": fmt,
+                  "metric_options": metric_options, "resources": resources, "format": fmt, "strip": strip,
                   "resolved_metrics": [{"name": m, "options": o} for m, o in result.metrics]}
     write_report(result, out, run_config, seed, by_emotion=by_emotion or [], plots=plots)
     update_run_scores(result)
     header, rows = table_rows(result)
     typer.echo(markdown_table(header, rows))
+    for run in result.runs:
+        if run.reported:
+            typer.echo(f"reported by the file ({run.name}): "
+                       + ", ".join(f"{k}={v:g}" for k, v in sorted(run.reported.items())))
     if significance:
         tests = significance_tests(result, test, resamples, seed, corpus_bootstrap)
         typer.echo("\n" + write_significance(result, tests, out))

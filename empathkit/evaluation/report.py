@@ -105,7 +105,8 @@ def write_report(result: EvalResult, out_dir: str | Path, config: dict | None = 
         "summary": result.summary(),
         "runs": [{"system": r.name, "source": r.source, "n": r.n, "aggregates": r.aggregates, "info": r.info,
                   "seconds_per_metric": r.timings, "cpu_seconds_per_metric": r.cpu_timings,
-                  "seconds_per_family": r.family_timings, "skipped": r.skipped}
+                  "seconds_per_family": r.family_timings, "skipped": r.skipped,
+                  **({"reported_by_file": r.reported} if r.reported else {})}
                  for r in result.runs],
     }
     (out / "aggregates.json").write_text(json.dumps(_finite(agg), indent=2, ensure_ascii=False, default=str), encoding="utf-8")
@@ -114,6 +115,7 @@ def write_report(result: EvalResult, out_dir: str | Path, config: dict | None = 
     md = ["# Evaluation report", "", markdown_table(header, rows), "", "## Metrics", *metric_notes(result)]
     if skipped:
         md += ["", "## Skipped", *[f"- `{m}`: {why}" for m, why in skipped.items()]]
+    md += reported_section(result)
     md += ["", "## Seconds per metric family", ""]
     fams = sorted({f for r in result.runs for f in r.family_timings})
     md.append(markdown_table(["system"] + fams, [[r.name] + [f"{r.family_timings.get(f, 0):.1f}" for f in fams]
@@ -125,6 +127,17 @@ def write_report(result: EvalResult, out_dir: str | Path, config: dict | None = 
     (out / "report.md").write_text(text, encoding="utf-8")
     (out / "report.html").write_text(_html_page(result, header, rows, skipped), encoding="utf-8")
     return out
+
+
+def reported_section(result: EvalResult) -> list[str]:
+    """Markdown lines of the numbers the input files print themselves (model-side PPL, accuracy, their own
+    BLEU), kept apart from ours: they were computed by the system's code, not here."""
+    runs = [r for r in result.runs if r.reported]
+    if not runs:
+        return []
+    keys = sorted({k for r in runs for k in r.reported})
+    rows = [[r.name] + [f"{r.reported[k]:g}" if k in r.reported else "" for k in keys] for r in runs]
+    return ["", "## Reported by the file (not computed by empathkit)", "", markdown_table(["system"] + keys, rows)]
 
 
 def extra_sections(result: EvalResult, out: Path, by_emotion: Sequence[str] = (), plots: bool = False) -> str:

@@ -46,6 +46,7 @@ class SystemResult:
     key_metric: dict[str, str] = field(default_factory=dict)  # aggregate key → metric that produced it
     records: list[Record] = field(default_factory=list, repr=False)
     source: str = ""
+    reported: dict[str, float] = field(default_factory=dict)  # numbers the input file itself prints (PPL, acc, …)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from typing import Sequence
+from typing import Literal, Sequence
 
 from empathkit.metrics.base import Batch, MetricResult, register_metric
 from empathkit.metrics.resources import tokenize
@@ -26,12 +26,19 @@ def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
 
 
-def distinct_corpus(token_lists: Sequence[Sequence[str]], n: int) -> float:
-    """Unique n-grams / total n-grams over the whole corpus (0 when there are no n-grams)."""
+def concat_ngrams(tokens: Sequence[str], n: int) -> list[str]:
+    """KEMP / EmpDG ``get_dist``: an n-gram is its tokens' strings concatenated, so "a"+"bc" == "ab"+"c"."""
+    return ["".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_corpus(token_lists: Sequence[Sequence[str]], n: int, bigram: str = "tuple") -> float:
+    """Unique n-grams / total n-grams over the whole corpus (0 when there are no n-grams).
+
+    ``bigram='concat'``: n-grams (n ≥ 2) are the concatenated token strings (KEMP / EmpDG), else tuples."""
     seen: set = set()
     total = 0
     for toks in token_lists:
-        g = ngrams(toks, n)
+        g = concat_ngrams(toks, n) if bigram == "concat" and n > 1 else ngrams(toks, n)
         seen.update(g)
         total += len(g)
     return len(seen) / total if total else 0.0
@@ -50,11 +57,16 @@ def dist(batch: Batch, resources=None, ns=NS, lower: bool = True, scale: float =
 
 
 @register_metric("dist-ws", family="diversity", description="corpus Dist-1/2/3, whitespace tokens, ×100 (KEMP)")
-def dist_ws(batch: Batch, resources=None, ns=NS, lower: bool = False, scale: float = 100.0) -> MetricResult:
+def dist_ws(batch: Batch, resources=None, ns=NS, lower: bool = False, scale: float = 100.0,
+            bigram: Literal["tuple", "concat"] = "tuple") -> MetricResult:
+    """``bigram``: ``tuple`` (default: n-grams are token tuples) or ``concat`` (KEMP / EmpDG ``get_dist``: the
+    tokens' strings concatenated, so "a bc" and "ab c" are the same bigram)."""
+    if bigram not in ("tuple", "concat"):
+        raise ValueError(f"bigram must be tuple | concat, got {bigram!r}")
     toks = [tokenize(h, "whitespace", lower) for h in batch.hypotheses]
-    agg = {f"dist-ws-{n}": scale * distinct_corpus(toks, n) for n in ns}
+    agg = {f"dist-ws-{n}": scale * distinct_corpus(toks, n, bigram) for n in ns}
     return MetricResult("dist-ws", agg, None, {"tokenize": "whitespace", "lowercase": lower, "level": "corpus",
-                                               "scale": scale})
+                                               "scale": scale, "bigram": bigram})
 
 
 @register_metric("dist-sent", family="diversity", description="per-sentence Dist-1/2/3 averaged over responses, NLTK tokens, [0,1] (ECG-LoRA)")
@@ -116,7 +128,24 @@ def _replace(tokens: list[str], span: tuple[str, ...], sym: str) -> list[str]:
     return out
 
 
-def spanify(responses: Sequence[Sequence[str]], max_span: int | None = None) -> tuple[list[list[str]], dict[str, tuple[str, ...]]]:
+def _span_name(span: tuple[str, ...]) -> str:
+    """String folding: like the original's ``"span_%s" % str(hash("__".join(ngram)))[1:17]``, 16 digits, so a
+    later substring replacement meets names of the same shape (Python's ``hash`` is not stable across versions;
+    blake2b stands in for it)."""
+    import hashlib
+
+    digest = int.from_bytes(hashlib.blake2b("__".join(span).encode("utf-8"), digest_size=8).digest(), "big")
+    return f"span_{digest % 10**16:016d}"
+
+
+def _replace_string(tokens: list[str], span: tuple[str, ...], sym: str) -> list[str]:
+    """The original's folding: ``" ".join(tokens).replace(" ".join(span), sym)`` re-tokenised with NLTK — a
+    substring replacement, so "i am" also matches inside "hi am" (→ the token "hspan_0")."""
+    return tokenize(" ".join(tokens).replace(" ".join(span), sym), "nltk")
+
+
+def spanify(responses: Sequence[Sequence[str]], max_span: int | None = None,
+            folding: str = "token") -> tuple[list[list[str]], dict[str, tuple[str, ...]]]:
     """Fold repeated token spans into span symbols until no n-gram (n ≥ 2) occurs twice (Lee et al. 2024).
 
     Hand-written (no library does this): a re-implementation of ``SpanProcessor.spanify`` from
@@ -125,7 +154,8 @@ def spanify(responses: Sequence[Sequence[str]], max_span: int | None = None) -> 
     all responses, count ≥ 2), ties → the shortest, then the first occurrence (response index, position), and
     replaces its occurrences with a new symbol. Differences from the original: replacement is token-level (the
     original replaces in the space-joined string, which can also match inside longer tokens) and ``max_span``
-    optionally caps the n-gram length (``None`` = no cap, as in the original).
+    optionally caps the n-gram length (``None`` = no cap, as in the original). ``folding='string'`` replaces as
+    the original does (in the space-joined string, then re-tokenised; see :func:`_replace_string`).
     Returns the templates (responses with span symbols) and the span table (symbol → its tokens).
     """
     data = [list(r) for r in responses]
@@ -175,20 +205,27 @@ def spanify(responses: Sequence[Sequence[str]], max_span: int | None = None) -> 
         if cur != entry[:-1]:  # stale entry: its count or first occurrence changed since it was pushed
             heapq.heappush(heap, cur + (g,))
             continue
-        sym = f"span_{len(spans)}"
+        sym = f"span_{len(spans)}" if folding == "token" else _span_name(g)
         spans[sym] = g
         new: set = set()
         for i in sorted(where[g]):
+            before = Counter(_all_ngrams(data[i], max_span)) if folding == "string" else None
             remove(i)
-            data[i] = _replace(data[i], g, sym)
-            new.update(x for x in add(i) if sym in x)
+            if folding == "string":
+                data[i] = _replace_string(data[i], g, sym)
+                after = Counter(add(i))  # any n-gram may gain occurrences after re-tokenising
+                new.update(x for x, c in after.items() if c > before.get(x, 0))
+            else:
+                data[i] = _replace(data[i], g, sym)
+                new.update(x for x in add(i) if sym in x)
         for x in new:
             if counts.get(x, 0) >= 2:
                 heapq.heappush(heap, key(x) + (x,))
     return data, spans
 
 
-def response_tries(responses: Sequence[str], lower: bool = False, max_span: int | None = None) -> dict[str, float]:
+def response_tries(responses: Sequence[str], lower: bool = False, max_span: int | None = None,
+                   folding: str = "token") -> dict[str, float]:
     """EmPO Table 4 / Lee et al. (2024) statistics of a set of responses (NLTK tokens, case kept as in the original).
 
     - ``templates``: number of unique templates (folded responses) — equals the number of unique responses;
@@ -198,19 +235,22 @@ def response_tries(responses: Sequence[str], lower: bool = False, max_span: int 
     - ``unique-start-words``: distinct first tokens of the responses.
     """
     toks = [tokenize(r, "nltk", lower) for r in responses]
-    templates, spans = spanify(toks, max_span)
+    templates, spans = spanify(toks, max_span, folding)
     folded, unfolded = _Trie(), _Trie()
     for t in templates:
         folded.insert(t)
     for t in toks:
         unfolded.insert(t)
+    # span nodes: symbols reachable from the templates. With string folding, as the original's span_frequency,
+    # every token *starting with* "span_" counts, also one a later substring replacement glued to other text
+    is_span = (lambda x: x.startswith("span_")) if folding == "string" else (lambda x: x in spans)
     used: set = set()
-    stack = [s for t in templates for s in t if s in spans]
+    stack = [s for t in templates for s in t if is_span(s)]
     while stack:
         s = stack.pop()
         if s not in used:
             used.add(s)
-            stack.extend(x for x in spans[s] if x in spans)
+            stack.extend(x for x in spans.get(s, ()) if is_span(x))
     total = folded.size()
     return {
         "templates": float(len({tuple(t) for t in templates})),
@@ -224,11 +264,16 @@ def response_tries(responses: Sequence[str], lower: bool = False, max_span: int 
 
 
 @register_metric("response-tries", family="diversity", description="response-tries diversity of Lee et al. 2024 (EmPO Table 4)")
-def response_tries_metric(batch: Batch, resources=None, lower: bool = False, max_span: int | None = None) -> MetricResult:
-    stats = response_tries(batch.hypotheses, lower, max_span)
+def response_tries_metric(batch: Batch, resources=None, lower: bool = False, max_span: int | None = None,
+                          folding: Literal["token", "string"] = "token") -> MetricResult:
+    """``folding``: ``token`` (default: spans replaced token by token) or ``string`` (as Lee et al.'s
+    ``SpanProcessor``: replaced in the space-joined string, then re-tokenised)."""
+    if folding not in ("token", "string"):
+        raise ValueError(f"folding must be token | string, got {folding!r}")
+    stats = response_tries(batch.hypotheses, lower, max_span, folding)
     n = len(batch.hypotheses)
     agg = {f"tries-{k}": v for k, v in stats.items()}
     agg["tries-templates-pct"] = 100.0 * stats["templates"] / n if n else 0.0
     agg["tries-root-children-pct"] = 100.0 * stats["root-children"] / n if n else 0.0
     return MetricResult("response-tries", agg, None, {"tokenize": "nltk", "lowercase": lower, "max_span": max_span,
-                                                      "implementation": "hand-written port of Lee et al. 2024"})
+                                                      "folding": folding, "implementation": "hand-written port of Lee et al. 2024"})

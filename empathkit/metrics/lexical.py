@@ -14,11 +14,15 @@ name                implementation                             tokens       leve
 ``bleu-kemp``       NLTK ``corpus_bleu``, no smoothing — KEMP  whitespace   corpus      ×100
 ``bleu-sent``       mean NLTK ``sentence_bleu``, smoothing      NLTK, lower  sentence    [0, 1]
                     method4 — ECG-LoRA appendix
+``bleu-macro``      mean unsmoothed sentence BLEU-4 + mean      whitespace   macro       ×100
+                    n-gram precisions — EmpDG / KEMP ma_bleu
 ==================  =========================================  ===========  ==========  =======
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import warnings
 from typing import Sequence
 
@@ -98,9 +102,18 @@ def bleu_moses(batch: Batch, resources=None, orders=ORDERS, pretokenize: str = "
     agg = {f"bleu-moses-{n}": sacrebleu_corpus(H, R, n, tokenize="none", lowercase=True, smooth_method="none",
                                                force=True)
            for n in _orders(orders)}
-    return MetricResult("bleu-moses", agg, None, {"implementation": "sacrebleu (multi-bleu.perl -lc equivalent)",
-                                                  "pretokenize": pretokenize, "lowercase": True, "smoothing": "none",
-                                                  "scale": "x100"})
+    info = {"implementation": "sacrebleu (multi-bleu.perl -lc equivalent)", "pretokenize": pretokenize,
+            "lowercase": True, "smoothing": "none", "scale": "x100"}
+    if pretokenize != "none" and H:
+        # text that NLTK leaves (almost) unchanged was tokenised already (MoEL / MIME release such files):
+        # re-tokenising still changes a few lines ("10.00", "..."), and the last BLEU digit with them
+        same = sum(h == x.strip() for h, x in zip(H, batch.hypotheses)) / len(H)
+        if 0.9 <= same < 1.0:
+            info["looks_pretokenized"] = round(same, 3)
+            logging.getLogger(__name__).warning(
+                "bleu-moses: %.0f%% of the hypotheses are already NLTK-tokenised; MoEL / MIME scored such files "
+                "as they are: --opt bleu-moses.pretokenize=none (preset moel-paper)", 100 * same)
+    return MetricResult("bleu-moses", agg, None, info)
 
 
 @register_metric("bleu-sent", family="lexical", description="mean sentence BLEU-1..4, NLTK sentence_bleu, smoothing method4, uniform weights (ECG-LoRA), [0,1]")
@@ -120,6 +133,45 @@ def bleu_sent(batch: Batch, resources=None, orders=ORDERS, lower: bool = True, t
     agg = {k: _mean(v) for k, v in per.items()}
     return MetricResult("bleu-sent", agg, per, {"implementation": "nltk.sentence_bleu", "smoothing": "method4",
                                                 "tokenize": tokenize_scheme, "lowercase": lower, "scale": "[0,1]"})
+
+
+def macro_sentence_bleu(hyp: Sequence[str], ref: Sequence[str], max_order: int = 4) -> tuple[float, list[float]]:
+    """Unsmoothed sentence BLEU-``max_order`` and its n-gram precisions, as EmpDG's / KEMP's ``get_bleu`` computes
+    them per example (the TensorFlow-NMT ``compute_bleu`` on one sentence): clipped precisions from NLTK's
+    ``modified_precision``; any zero precision (or a hypothesis shorter than n) → 0; BP = exp(1 − r/c) when
+    c ≤ r, with the original's ``ratio + 1e-16`` (so an empty hypothesis gets BP 0 rather than an error)."""
+    from nltk.translate.bleu_score import modified_precision
+
+    precisions = []
+    for n in range(1, max_order + 1):
+        if len(hyp) - n + 1 > 0:
+            precisions.append(float(modified_precision([list(ref)], list(hyp), n)))
+        else:
+            precisions.append(0.0)
+    if min(precisions) > 0:
+        geo = math.exp(sum(math.log(p) / max_order for p in precisions))
+    else:
+        geo = 0.0
+    ratio = len(hyp) / len(ref) if ref else float("inf")
+    bp = 1.0 if ratio > 1.0 else math.exp(1 - 1.0 / (ratio + 1e-16))
+    return geo * bp, precisions
+
+
+@register_metric("bleu-macro", family="lexical", description="macro average of unsmoothed sentence BLEU-4 + averaged n-gram precisions, whitespace tokens, ×100 (EmpDG / KEMP ma_bleu)")
+def bleu_macro(batch: Batch, resources=None, lower: bool = False, scale: float = 100.0) -> MetricResult:
+    """EmpDG ``result_analysis.py`` / KEMP ``get_bleu`` "ma_bleu": per example, BLEU-4 without smoothing on
+    ``str.split()`` tokens; the mean over examples (``bleu-macro``) and the means of the per-example 1..4-gram
+    precisions (``bleu-macro-p1`` … ``-p4``, the "BLEU-1..4" columns of those tables). Not a corpus BLEU."""
+    per: dict[str, list[float]] = {"bleu-macro": [], **{f"bleu-macro-p{n}": [] for n in ORDERS}}
+    for h, r in zip(batch.hypotheses, batch.references):
+        b, ps = macro_sentence_bleu(tokenize(h, "whitespace", lower), tokenize(r, "whitespace", lower))
+        per["bleu-macro"].append(scale * b)
+        for n, p in zip(ORDERS, ps):
+            per[f"bleu-macro-p{n}"].append(scale * p)
+    return MetricResult("bleu-macro", {k: _mean(v) for k, v in per.items()}, per,
+                        {"implementation": "per-sentence tf-nmt compute_bleu (nltk modified_precision)",
+                         "tokenize": "whitespace", "lowercase": lower, "smoothing": "none", "level": "macro",
+                         "scale": scale})
 
 
 # ------------------------------------------------------------------------------------------------ ROUGE, METEOR

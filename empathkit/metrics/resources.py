@@ -114,17 +114,20 @@ def _causal_lm(name: str, dtype: str = "float32"):
     return load_backbone(name, dtype)
 
 
-@functools.lru_cache(maxsize=2)
-def _intensity_lexicon(path: str) -> dict[str, float]:
-    """NRC Emotion Intensity Lexicon: ``word<TAB>emotion<TAB>score`` → word → max intensity over its emotions."""
+@functools.lru_cache(maxsize=4)
+def _intensity_lexicon(path: str, how: str = "max") -> dict[str, float]:
+    """NRC Emotion Intensity Lexicon: ``word<TAB>emotion<TAB>score`` → word → its intensity.
+
+    ``how='max'``: the word's max over its emotions; ``'last-line'``: the score on the word's *last* line (Lee et
+    al.'s / EmPO's ``load_intensity``: whitespace split, ``dict[word] = score`` line by line, words as written)."""
     p = Path(path)
     if not p.is_file():
         raise ResourceMissing(f"NRC Emotion Intensity lexicon not found at {p} (set resources.intensity_lexicon)")
     out: dict[str, float] = {}
     with p.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
-            parts = line.rstrip("\n").split("\t")
-            if lineno == 1 and parts[0].lower() == "word":
+            parts = line.rstrip("\n").split("\t") if how == "max" else line.split()
+            if lineno == 1 and parts and parts[0].lower() == "word":
                 continue
             if not line.strip():
                 continue
@@ -134,9 +137,18 @@ def _intensity_lexicon(path: str) -> dict[str, float]:
                 score = float(parts[2])
             except ValueError:
                 raise DataError("non-numeric score", file=str(p), line=lineno, field="emotion-intensity-score") from None
+            if how == "last-line":
+                out[parts[0]] = score
+                continue
             w = parts[0].lower()
             out[w] = max(out.get(w, 0.0), score)
     return out
+
+
+def nidf_from_df(df: dict[str, int]) -> dict[str, float]:
+    """word → NIDF (See et al. 2019): ``(log max_df − log df) / (log max_df − log min_df)``."""
+    lo, hi = math.log(min(df.values())), math.log(max(df.values()))
+    return {w: (hi - math.log(c)) / (hi - lo) for w, c in df.items()}
 
 
 def _ed_df_table(ed_dir: Path) -> dict[str, Any]:
@@ -173,10 +185,7 @@ def _ed_df_table(ed_dir: Path) -> dict[str, Any]:
 @functools.lru_cache(maxsize=2)
 def _nidf_table(ed_dir: str) -> dict[str, float]:
     """word → NIDF (See et al. 2019): ``(log max_df − log df) / (log max_df − log min_df)``, as in Lee et al. 2024."""
-    t = _ed_df_table(Path(ed_dir))
-    df = t["df"]
-    lo, hi = math.log(min(df.values())), math.log(max(df.values()))
-    return {w: (hi - math.log(c)) / (hi - lo) for w, c in df.items()}
+    return nidf_from_df(_ed_df_table(Path(ed_dir))["df"])
 
 
 @functools.lru_cache(maxsize=1)
@@ -268,8 +277,8 @@ class Resources:
 
         return load_vad_lexicon(str(self.vad_path()))
 
-    def intensity_lexicon(self) -> dict[str, float]:
-        return _intensity_lexicon(str(self.intensity_path()))
+    def intensity_lexicon(self, how: str = "max") -> dict[str, float]:
+        return _intensity_lexicon(str(self.intensity_path()), how)
 
     def nidf_table(self) -> dict[str, float]:
         return _nidf_table(str(self.ed_path()))

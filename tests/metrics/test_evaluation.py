@@ -260,9 +260,10 @@ def test_cli_bad_option_exits_2_with_one_error_line(tmp_path, opt, msg):
 @pytest.mark.parametrize("args,msg", [
     (["-m", "blue"], "unknown metric 'blue' (did you mean 'bleu'?)"),
     (["-m", "ecg-lora2"], "unknown metric 'ecg-lora2' (did you mean 'ecg-lora'?)"),
-    (["-p", "ecg"], "unknown preset 'ecg' (did you mean 'ecg-lora'?); known: basic, ecg-lora, empo, nlpcc2025, "
-                    "reflectdiffu, all"),
-    (["--format", "xml"], "unknown input format 'xml' (auto | jsonl | csv | tsv | text)"),
+    (["-p", "ecg"], "unknown preset 'ecg' (did you mean 'ecg-lora'?); known: basic, cem-paper, ecg-lora, empo, "
+                    "empo-paper, kemp-paper, lee2024, moel-paper, nlpcc2025, reflectdiffu, all"),
+    (["--format", "xml"], "unknown input format 'xml' (auto | jsonl | csv | tsv | text | moel | kemp | cem | mime "
+                          "| empdg | empo | empathy-eval | care)"),
     (["--significance"], "--significance needs at least two systems"),
 ])
 def test_cli_unknown_names_exit_2_with_one_error_line(tmp_path, args, msg):
