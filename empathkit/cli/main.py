@@ -41,6 +41,7 @@ _COMMANDS = [
     ("empathkit.cli.chat", "chat", "chat", "command"),
     ("empathkit.cli.serve", "serve", "serve", "command"),
     ("empathkit.cli.retrieve", "retrieve", "retrieve", "command"),
+    ("empathkit.cli.annotate", "annotate", "annotate", "command"),
     ("empathkit.cli.export", "export", "export", "command"),
 ]
 

@@ -13,7 +13,7 @@ METHODS: Registry[MethodSpec] = Registry("method")
 
 
 def _register_builtin() -> None:
-    from empathkit.methods import ecg_lora, empo, prompt, reg, seq2seq, sft
+    from empathkit.methods import ecg_lora, empo, prompt, reflectdiffu, reg, seq2seq, sft
 
     METHODS.register("prompt", prompt.SPEC)
     METHODS.register("sft", sft.SPEC)
@@ -21,6 +21,7 @@ def _register_builtin() -> None:
     METHODS.register("empo", empo.SPEC)
     METHODS.register("seq2seq", seq2seq.SPEC)
     METHODS.register("reg", reg.SPEC)
+    METHODS.register("reflectdiffu", reflectdiffu.SPEC)
 
 
 _register_builtin()

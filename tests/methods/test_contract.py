@@ -66,6 +66,9 @@ class Case:
 
 
 TINY = {"backbone": "tiny-random-llama", "lora_r": 4}
+# ReflectDiffu: a tiny network of its own; the seeded fake ERA and a uniform p_intent (no trained ERA / classifier)
+RD_TINY = {"emb_dim": 32, "heads": 2, "enc_layers": 1, "dec_layers": 1, "ff_dim": 64, "reason_source": "hash",
+           "intent_prior": "uniform", "diffusion_steps": 8, "denoiser_hidden": 32, "policy_hidden": 16}
 CASES: dict[str, Case] = {
     "prompt": Case(_zero_shot("prompt", {"backbone": "tiny-random-llama"}), ("emotion",), Controls(emotion="sad"),
                    _prompt_changes),
@@ -87,6 +90,11 @@ CASES: dict[str, Case] = {
                 ("exemplars",), Controls(exemplars=EXEMPLARS),
                 lambda plain, forced: (forced.info["exemplars"] == ["ex-a", "ex-b"] and len(plain.info["exemplars"]) == 2
                                        and all("#" in i for i in plain.info["exemplars"]))),
+    # ReflectDiffu reads only a forced final intent; emotion and intents are predicted (Reply.info)
+    "reflectdiffu": Case(_trained("reflectdiffu", RD_TINY), ("intent",), Controls(intent="questioning"),
+                         lambda plain, forced: (forced.info["intent"] == "questioning" and plain.info["intent"]
+                                                and {"predicted_emotion", "intent_first", "intent_twice"}
+                                                <= set(plain.info))),
 }
 
 
