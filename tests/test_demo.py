@@ -11,7 +11,16 @@ from empathkit.cli.main import app
 
 
 @requires_data
-def test_demo_runs_end_to_end_on_tiny_backbone(tmp_path):
+def test_demo_runs_end_to_end_on_tiny_backbone(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import empathkit.classifiers.quick as quick
+
+    # the quick emotion classifier step (tested in tests/classifiers/test_quick.py) must not write the real cache
+    trained = []
+    monkeypatch.setattr(quick, "ensure_quick_emotion", lambda seed=0: trained.append(seed) or quick.QuickResult(
+        "trained", Path("/cache/classifiers/emotion"), {"variant": "demo-quick", "test": {"accuracy": 0.399},
+                                                        "train_seconds": 61.0}))
     out = tmp_path / "demo"
     r = CliRunner().invoke(app, ["demo", "--out", str(out), "--backbone", "tiny-random-llama", "--test-limit", "4",
                                  "--control-limit", "2", "--max-new-tokens", "4", "train.max_steps=2",
@@ -36,3 +45,6 @@ def test_demo_runs_end_to_end_on_tiny_backbone(tmp_path):
             assert f"{s['scores'][key]:.2f}" in summary
     assert f"report:     {out / 'report' / 'report.md'}" in summary
     assert "empathkit serve --run" in summary and "empathkit evaluate prompt=" in summary
+    # the first chat has an emotion: the quick classifier was trained (or a trained one kept), and the summary says so
+    assert trained == [0]
+    assert "emotion:    quick demo classifier trained in 61 s (ED test-subset accuracy 0.399" in summary

@@ -164,7 +164,7 @@ def _evaluate_head(W, b, X, Y, labels, multi, threshold) -> dict[str, float]:
 
 def train_linear(kind: str, config: ClassifierConfig, splits: dict, info: dict, out_dir: Path, seed: int,
                  select_on: str = "macro_f1", encoder_name: str = "minilm-l6", use_store: bool = True,
-                 head: str = "linear") -> dict[str, Any]:
+                 head: str = "linear", c_grid=C_GRID, class_weights=(None, "balanced")) -> dict[str, Any]:
     encoder = shared_encoder(encoder_name, config.max_seq_length)
     if use_store:
         load_embedding_store(encoder, encoder_name, config.max_seq_length)
@@ -181,7 +181,8 @@ def train_linear(kind: str, config: ClassifierConfig, splits: dict, info: dict, 
         W, b, hidden, sel = fit_mlp_head(X, y, config.labels, seed)
         X = {s: np.maximum(v @ hidden[0].T + hidden[1], 0) for s, v in X.items()}
     else:
-        W, b, sel = fit_linear_head(X, y, config.labels, config.multi_label, seed, config.threshold, select_on)
+        W, b, sel = fit_linear_head(X, y, config.labels, config.multi_label, seed, config.threshold, select_on,
+                                    class_weights=class_weights, c_grid=c_grid)
     clf = TextClassifier(config, W, b, encoder=encoder, hidden=hidden)
     Ytest = y["test"]
     if config.multi_label:
@@ -242,14 +243,14 @@ def _limit(splits: dict, info: dict, sizes: dict, seed: int) -> None:
             info["sizes"][split] = n
 
 
-def _plan(kind: str, quick: bool, seed: int, root, method: str = "linear", input_turns: int | None = None
-          ) -> tuple[ClassifierConfig, dict, dict, dict]:
+def _plan(kind: str, quick: bool, seed: int, root, method: str = "linear", input_turns: int | None = None,
+          sizes: dict | None = None) -> tuple[ClassifierConfig, dict, dict, dict]:
     """(config, splits, info, training options) for one kind. Train sizes are capped to fit the time budget
-    (fine-tuning caps its training set itself: ``train_limit``). ``input_turns`` (emotion only): train on the last
-    N context turns instead of the whole context."""
+    (fine-tuning caps its training set itself: ``train_limit``); ``sizes`` (``{split: n}``) replaces those caps.
+    ``input_turns`` (emotion only): train on the last N context turns instead of the whole context."""
     from empathkit.classifiers import data as D
 
-    sizes = {} if quick else dict(SIZES.get(kind, {}))
+    sizes = dict(sizes) if sizes is not None else {} if quick else dict(SIZES.get(kind, {}))
     if method == "finetune":
         sizes.pop("train", None)
     if kind == "emotion":
@@ -273,9 +274,13 @@ def _plan(kind: str, quick: bool, seed: int, root, method: str = "linear", input
 
 def train_kind(kind: str, quick: bool = False, seed: int = 0, out_dir: str | Path | None = None, root=None,
                method: str = "linear", extra_eval: Callable | None = None, input_turns: int | None = None,
-               members: int = 1, **finetune_opts) -> dict[str, Any]:
+               members: int = 1, sizes: dict | None = None, linear_options: dict | None = None,
+               variant: str | None = None, use_store: bool = True, **finetune_opts) -> dict[str, Any]:
     """Train one kind and write it to ``out_dir`` (default: its cache folder). Returns the metrics dict.
-    ``members`` > 1 (finetune only): a seed ensemble (seeds ``seed … seed+members-1``, mean probability)."""
+    ``members`` > 1 (finetune only): a seed ensemble (seeds ``seed … seed+members-1``, mean probability).
+    ``sizes``: ``{split: n}`` seeded subset sizes instead of :data:`SIZES`; ``linear_options``: ``c_grid`` /
+    ``class_weights`` of the linear head; ``variant``: recorded in ``metrics.json`` (the quick demo classifier:
+    ``"demo-quick"``); ``use_store``: read / write the on-disk embedding store (linear and mlp)."""
     from empathkit.classifiers import KINDS, classifier_dir
     from empathkit.runs import library_versions, save_run_meta, set_seed
 
@@ -292,7 +297,7 @@ def train_kind(kind: str, quick: bool = False, seed: int = 0, out_dir: str | Pat
     if tmp.exists():
         shutil.rmtree(tmp)
     t0, c0 = time.time(), time.process_time()
-    config, splits, info, opts = _plan(kind, quick, seed, root, method, input_turns)
+    config, splits, info, opts = _plan(kind, quick, seed, root, method, input_turns, sizes)
     if method == "finetune":
         from empathkit.classifiers.finetune import train_finetuned
 
@@ -303,16 +308,19 @@ def train_kind(kind: str, quick: bool = False, seed: int = 0, out_dir: str | Pat
         else:
             result = train_finetuned(config, splits, tmp, seed=seed, **finetune_opts)
     elif method in ("linear", "mlp"):
-        result = train_linear(kind, config, splits, info, tmp, seed, select_on=opts["select_on"], head=method)
+        result = train_linear(kind, config, splits, info, tmp, seed, select_on=opts["select_on"], head=method,
+                              use_store=use_store, **(linear_options or {}))
     else:
         raise ConfigError(f"unknown training method {method!r} (linear, mlp or finetune)")
     if extra_eval is not None:
         result["extra_eval"] = extra_eval(TextClassifier.load(tmp))
-    result.update({"kind": kind, "data": info, "seed": seed, "quick": quick, "train_seconds": round(time.time() - t0, 1),
+    result.update({"kind": kind, "data": info, "seed": seed, "quick": quick, "variant": variant,
+                   "train_seconds": round(time.time() - t0, 1),
                    "cpu_seconds": round(time.process_time() - c0, 1),
                    "versions": library_versions(), "labels": config.labels})
     (tmp / "metrics.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
-    save_run_meta(tmp, {"kind": kind, "method": method, "quick": quick, "input_turns": input_turns, "members": members,
+    save_run_meta(tmp, {"kind": kind, "method": method, "quick": quick, "variant": variant, "sizes": sizes,
+                        "linear_options": linear_options, "input_turns": input_turns, "members": members,
                         **{k: v for k, v in finetune_opts.items()}}, seed)
     from empathkit.classifiers.card import write_card
 

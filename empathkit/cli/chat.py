@@ -13,7 +13,9 @@ from empathkit.cli.common import friendly_errors
 @friendly_errors
 def chat(method: str = typer.Option("prompt", help="registered method (see `empathkit methods`); ignored with --run"),
          run: Optional[Path] = typer.Option(None, "--run", help="a trained run directory to chat with"),
-         max_new_tokens: Optional[int] = typer.Option(None, min=1, help="reply length cap"),
+         max_new_tokens: Optional[int] = typer.Option(None, min=1, help="reply budget in tokens (default 96)"),
+         trim: bool = typer.Option(True, "--trim/--no-trim", help="trim a reply cut by the budget to its last "
+                                                                  "complete sentence"),
          temperature: float = typer.Option(0.0, min=0.0, max=2.0, help="0 = greedy (default), > 0 = sampling"),
          seed: int = typer.Option(0, help="sampling seed"),
          threads: Optional[int] = typer.Option(None, min=1, help="torch threads (1 = best when the CPU is shared)"),
@@ -34,7 +36,7 @@ def chat(method: str = typer.Option("prompt", help="registered method (see `empa
     upd = {"do_sample": temperature > 0, "seed": seed} | ({"temperature": temperature} if temperature > 0 else {})
     from empathkit.api import generation_settings
 
-    session = ChatSession(gen, generation_settings(None, gen, upd), detector, safety)
+    session = ChatSession(gen, generation_settings(None, gen, upd), detector, safety, trim=trim)
     for cmd in ([f"/emotion {emotion}"] if emotion else []) + ([f"/gate {gate}"] if gate is not None else []):
         console.print(f"[dim]{session.command(cmd)}[/]")
     run_terminal(session)

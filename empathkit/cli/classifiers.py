@@ -35,6 +35,8 @@ def _extra_eval(kind: str, quick: bool):
 @friendly_errors
 def train(kinds: List[str] = typer.Argument(None, help="kinds to train (default: all)"),
           quick: bool = typer.Option(False, "--quick", help="small seeded subsets (a smoke run of a minute or two)"),
+          demo: bool = typer.Option(False, "--demo", help="emotion only: the quick demo classifier `make demo` "
+                                                          "trains (frozen MiniLM + LR on a seeded ED subset, ~1 min)"),
           seed: int = typer.Option(0, help="random seed"),
           method: Optional[str] = typer.Option(None, help="linear (frozen MiniLM + logistic regression), mlp (frozen + 1 hidden layer) or finetune; "
                                                           "default: finetune for emotion, linear otherwise (see docs/classifiers.md)"),
@@ -53,15 +55,27 @@ def train(kinds: List[str] = typer.Argument(None, help="kinds to train (default:
     """Train classifiers into the cache (cache_dir()/classifiers/<kind>/) and print their held-out scores."""
     import time
 
-    from empathkit.classifiers import KINDS, is_trained
+    from empathkit.classifiers import KINDS, classifier_dir, is_trained
     from empathkit.classifiers.train import train_kind
 
     todo = list(kinds) if kinds else KINDS.names()
     for k in todo:
         KINDS.get(k)
     t0 = time.time()
+    if demo:
+        if todo != ["emotion"]:
+            raise typer.BadParameter("--demo trains the emotion classifier only: `classifiers train emotion --demo`")
+        from empathkit.classifiers.quick import train_quick_emotion
+
+        res = train_quick_emotion(seed=seed, out_dir=out)
+        scores = ", ".join(f"{a} {b:.4f}" for a, b in res["test"].items())
+        typer.echo(f"emotion (quick demo): {res['method']}: test subset {scores} ({res['train_seconds']:.0f}s)")
+        return
+    from empathkit.classifiers.quick import is_quick_folder
+
     for k in todo:
-        if skip_trained and is_trained(k):
+        # the quick demo classifier is a stand-in: --skip-trained replaces it with the full one
+        if skip_trained and is_trained(k) and not is_quick_folder(classifier_dir(k)):
             typer.echo(f"{k}: already trained, skipped")
             continue
         m = method or DEFAULT_METHOD.get(k, "linear")
@@ -104,7 +118,9 @@ def list_():
             t.add_row(name, "not trained", "", "", "", "")
             continue
         scores = ", ".join(f"{a} {b:.3f}" for a, b in m.get("test", {}).items())
-        t.add_row(name, "trained" + (" (quick)" if m.get("quick") else ""), m.get("method", ""), scores,
+        status = "trained" + (" (quick demo)" if m.get("variant") == "demo-quick" else " (quick)" if m.get("quick")
+                              else "")
+        t.add_row(name, status, m.get("method", ""), scores,
                   f"{m.get('train_seconds', 0):.0f}", str(classifier_dir(name)))
     Console().print(t)
 

@@ -2,7 +2,10 @@
 
 Trains standard LoRA and ECG-LoRA on the same small EmpatheticDialogues subset (SmolLM2-135M-Instruct, CPU
 recipes), generates for a test subset with both and with the zero-shot structured-prompt baseline, prints a
-comparison table, writes a report with plots, and shows how to chat with the trained adapter.
+comparison table, writes a report with plots, and shows how to chat with the trained adapter. Last, when no emotion
+classifier is trained, it trains the quick demo one (``classifiers/quick.py``: frozen MiniLM + logistic regression
+on a seeded ED subset, about a minute), so the first ``chat`` / ``serve`` shows a detected emotion and ECG-LoRA's
+gate follows it; ``empathkit classifiers train emotion`` later replaces it with the full classifier.
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
          seed: int = typer.Option(0),
          max_new_tokens: int = typer.Option(32),
          control_limit: int = typer.Option(12, help="test examples for the causal-control curve (0 = skip)"),
-         backbone: Optional[str] = typer.Option(None, help="backbone for all three systems (default: the recipes')")):
+         backbone: Optional[str] = typer.Option(None, help="backbone for all three systems (default: the recipes')"),
+         quick_classifier: bool = typer.Option(True, "--quick-classifier/--no-quick-classifier",
+                                               help="train the quick emotion classifier for chat/serve when none is "
+                                                    "trained (about a minute)")):
     """Train LoRA + ECG-LoRA on a small ED subset, compare with the prompt baseline, write a report."""
     from empathkit import api
     from empathkit.config import load_config
@@ -98,8 +104,27 @@ def demo(overrides: List[str] = typer.Argument(None, help="key=value overrides a
                          max_new_tokens=max_new_tokens)
     _append_comparison(report, systems, len(test))
 
+    emotion = quick_emotion_step(seed) if quick_classifier else None
     console.rule("done")
-    print_summary(console, systems, runs, report, out, len(test), time.time() - t_start)
+    print_summary(console, systems, runs, report, out, len(test), time.time() - t_start, emotion)
+
+
+def quick_emotion_step(seed: int) -> str:
+    """Make sure chat and serve have an emotion classifier: keep a trained one, else train the quick demo one.
+    Returns the summary line; a failure (e.g. no ED data) is reported, never fatal to the demo."""
+    from empathkit.classifiers.quick import ensure_quick_emotion
+    from empathkit.errors import EmpathkitError
+
+    console.rule("emotion classifier for chat and serve")
+    try:
+        r = ensure_quick_emotion(seed=seed)
+    except EmpathkitError as e:
+        return f"not trained ({e}); chat and serve will show the emotion as 'none'"
+    acc = f"ED test{'-subset' if r.is_quick else ''} accuracy {r.accuracy:.3f}" if r.accuracy is not None else ""
+    if r.status == "trained":
+        return (f"quick demo classifier trained in {r.metrics.get('train_seconds', 0):.0f} s ({acc}; card: "
+                f"{r.folder / 'card.md'}); the full one: .venv/bin/empathkit classifiers train emotion")
+    return f"kept the trained {'quick demo ' if r.is_quick else ''}classifier in {r.folder} ({acc})"
 
 
 def comparison_rows(systems: dict) -> tuple[list[str], list[list[str]]]:
@@ -109,7 +134,8 @@ def comparison_rows(systems: dict) -> tuple[list[str], list[list[str]]]:
                                for name, s in systems.items()]
 
 
-def print_summary(con, systems: dict, runs: dict, report: Path, out: Path, n: int, total_s: float) -> None:
+def print_summary(con, systems: dict, runs: dict, report: Path, out: Path, n: int, total_s: float,
+                  emotion: str | None = None) -> None:
     """The demo's last screen: the comparison table, where everything is, and the next commands."""
     header, rows = comparison_rows(systems)
     print_table(header, rows, title=f"ED test subset (n={n})", out=con)
@@ -124,12 +150,14 @@ def print_summary(con, systems: dict, runs: dict, report: Path, out: Path, n: in
              "runs:       " + ", ".join(s["run_dir"] for s in systems.values())
              + "  (predictions.jsonl and scores.json each; the adapters under adapter/)",
              f"report:     {report}  (plots in the same folder)",
-             f"comparison: {out / 'comparison.json'}",
-             "next:",
-             f"  .venv/bin/empathkit chat --run {ecg}     # terminal chat; /gate 0.8 forces the gate",
-             f"  .venv/bin/empathkit serve --run {ecg}    # OpenAI-compatible API + web chat on http://127.0.0.1:8000/",
-             f"  .venv/bin/empathkit evaluate {inputs} -p ecg-lora --significance -o {out / 'eval'}"
-             "    # the ECG-LoRA metric suite with significance tests"]
+             f"comparison: {out / 'comparison.json'}"]
+    if emotion:
+        lines.append(f"emotion:    {emotion}")
+    lines += ["next:",
+              f"  .venv/bin/empathkit chat --run {ecg}     # terminal chat; /gate 0.8 forces the gate",
+              f"  .venv/bin/empathkit serve --run {ecg}    # OpenAI-compatible API + web chat on http://127.0.0.1:8000/",
+              f"  .venv/bin/empathkit evaluate {inputs} -p ecg-lora --significance -o {out / 'eval'}"
+              "    # the ECG-LoRA metric suite with significance tests"]
     con.print("\n".join(lines), highlight=False, markup=False)
 
 

@@ -9,14 +9,18 @@ import typer
 
 from empathkit.cli.common import console, friendly_errors
 
+# chat and serve's default reply budget: room for a whole empathetic reply (2-4 sentences; `generate` for evaluation
+# keeps the recipe's budget). A reply that still hits it is trimmed to its last complete sentence (--no-trim: kept).
+REPLY_TOKENS = 96
+
 
 def build_generator(method: str, run: Optional[Path], max_new_tokens: Optional[int]):
-    """Shared by ``chat`` and ``serve``: a trained run (its own method) or a method with its default config."""
+    """Shared by ``chat`` and ``serve``: a trained run (its own method) or a method with its default config, with
+    ``max_new_tokens`` (default :data:`REPLY_TOKENS`) as its default reply budget."""
     from empathkit.api import generation_settings, load_generator
 
     gen = load_generator(method, run) if run is not None else load_generator(method, None, {})
-    if max_new_tokens:
-        gen.default_settings = generation_settings(None, gen, {"max_new_tokens": max_new_tokens})
+    gen.default_settings = generation_settings(None, gen, {"max_new_tokens": max_new_tokens or REPLY_TOKENS})
     return gen
 
 
@@ -47,7 +51,10 @@ def serve(method: str = typer.Option("prompt", help="registered method (see `emp
           max_wait_ms: float = typer.Option(20.0, min=0, help="how long the first request waits for others"),
           queue_size: int = typer.Option(64, min=1, help="waiting requests before answering 429"),
           timeout: float = typer.Option(120.0, min=0.1, help="seconds per request before 504"),
-          max_new_tokens: Optional[int] = typer.Option(None, min=1, help="default reply length cap"),
+          max_new_tokens: Optional[int] = typer.Option(None, min=1, help=f"default reply budget in tokens "
+                                                                         f"(default {REPLY_TOKENS})"),
+          trim: bool = typer.Option(True, "--trim/--no-trim", help="trim a reply cut by the budget to its last "
+                                    "complete sentence (untrimmed text in the metadata)"),
           threads: Optional[int] = typer.Option(None, min=1, help="torch threads (1 = best when the CPU is shared)"),
           max_tokens_limit: int = typer.Option(512, min=1, help="largest max_tokens a request may ask for"),
           stream_mode: str = typer.Option("tokens", help="tokens (real token streaming) | chunks"),
@@ -66,6 +73,14 @@ def serve(method: str = typer.Option("prompt", help="registered method (see `emp
     set_threads(threads)
     gen = build_generator(method, run, max_new_tokens)
     app = create_app(gen, settings, emotion_detector=detector, safety=safety)
+    app.state.batcher.trim = trim
+    if not detector.available:
+        from empathkit.classifiers.detect import HOW_TO_GET_ONE
+
+        console.print(HOW_TO_GET_ONE, style="dim", markup=False, highlight=False)
+    else:
+        console.print("emotion: " + (detector.description or {}).get("summary", ""), style="dim", markup=False,
+                      highlight=False)
     console.print(f"serving [cyan]{app.state.model_id}[/] on http://{host}:{port}  (web chat: /, API: /v1)"
                   + ("  [API key required]" if api_key else ""))
     run_server(app, host=host, port=port)

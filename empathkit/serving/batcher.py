@@ -21,6 +21,13 @@ each row's text deltas go to its own job (:attr:`ChatJob.deltas`, an ``asyncio.Q
   the first ``stop`` string and holds back text that may still turn into one (and trailing whitespace, which the
   final reply drops); what is safe to show goes to the job's queue. Rows without streaming or stop strings are
   ignored there (no ``on_text`` at all when no row needs it).
+- **Replies that end cleanly**: a reply cut by the token budget (``finish_reason == "length"``) is trimmed to its
+  last complete sentence (:func:`empathkit.models.trim.trim_to_sentence`; ``MicroBatcher(trim=False)`` keeps it
+  whole). The finish reason stays ``"length"`` and :attr:`ChatResult.info` gets ``trim``: ``{"text",
+  "untrimmed_text", "removed", "finish_reason": "length", "stream_corrected"}`` (the server returns it in its
+  ``empathkit`` metadata). While a streamed row is within :data:`HOLD_TOKENS` of its budget, the text after its last
+  complete sentence is held back, so the trimmed tail is normally never sent; when it was (``stream_corrected``),
+  the final event's ``trim.text`` is the reply to show.
 - **Cancellation**: ``should_stop(row)`` ends a row whose client went away, whose request timed out, or whose text
   reached a stop string; the other rows of the batch go on.
 - **Timeouts** are enforced by the caller (:meth:`MicroBatcher.wait`, :meth:`MicroBatcher.next_delta`): a job that
@@ -43,12 +50,16 @@ from typing import Any, Sequence
 from empathkit.errors import EmpathkitError
 from empathkit.methods.base import Generator
 from empathkit.models.generation import GenerationSettings
+from empathkit.models.trim import complete_prefix, trim_to_sentence
 from empathkit.serving.emotion import NONE, EmotionDetector, conversation_context
 from empathkit.types import Controls, Reply
 
 log = logging.getLogger(__name__)
 
 END = None  # the last item of a job's delta queue
+# a streamed row this close to its token budget (counted in text deltas, about one per token; at most the second
+# half of the budget) sends only complete sentences, so a reply trimmed at the budget was not sent past its last one
+HOLD_TOKENS = 24
 
 
 class QueueFull(EmpathkitError):
@@ -103,15 +114,24 @@ class StopText:
     (the final ``Reply.text`` is stripped, so a streamed reply ends exactly like the non-streamed one). Once a stop
     string appears, :attr:`hit` is set (the row's ``should_stop`` ends it) and nothing more is sent."""
 
-    def __init__(self, stops: Sequence[str] = ()):
+    def __init__(self, stops: Sequence[str] = (), budget: int | None = None, hold_tokens: int = HOLD_TOKENS):
         self.stops = [s for s in stops if s]
         self.text = ""
         self.sent = 0  # characters of ``text`` already sent
         self.hit = False
+        # with a token ``budget``: within ``hold_tokens`` deltas of it (at most its second half, so a short budget
+        # still streams), hold back text after the last full sentence
+        self.hold_from = None if budget is None else budget - max(0, min(hold_tokens, budget // 2))
+        self.steps = 0
+
+    @property
+    def holding_sentences(self) -> bool:
+        return self.hold_from is not None and self.steps >= self.hold_from
 
     def feed(self, delta: str) -> str:
         if self.hit or not delta:
             return ""
+        self.steps += 1
         self.text += delta
         text, self.hit = apply_stops(self.text, self.stops)
         self.text = text
@@ -122,6 +142,8 @@ class StopText:
 
     def _held(self, text: str) -> int:
         hold = len(text) - len(text.rstrip())
+        if self.holding_sentences:
+            hold = max(hold, len(text) - len(complete_prefix(text)))
         for s in self.stops:
             for k in range(min(len(s) - 1, len(text)), hold, -1):
                 if text.endswith(s[:k]):
@@ -129,13 +151,20 @@ class StopText:
                     break
         return hold
 
-    def finish(self, final: str) -> str:
+    @property
+    def sent_text(self) -> str:
+        return self.text[:self.sent]
+
+    def finish(self, final: str, trimmed: bool = False) -> str:
         """What is still to send once the row's final text is known (normally what was held back; everything for a
-        generator that ignores ``on_text``)."""
+        generator that ignores ``on_text``). ``trimmed``: ``final`` was cut back on purpose (no warning when more
+        had been sent; the caller reports the correction)."""
         sent = self.text[:self.sent]
         if final.startswith(sent):
             self.sent = len(final)
             return final[len(sent):]
+        if trimmed:
+            return ""
         log.warning("streamed text diverged from the final reply (%r vs %r); the stream keeps what it sent",
                     sent[-40:], final[:len(sent)][-40:])
         return ""
@@ -152,10 +181,12 @@ def _api_source(source: str) -> str:
 
 class MicroBatcher:
     def __init__(self, generator: Generator, emotion_detector: EmotionDetector | None = None, *, max_batch: int = 8,
-                 max_wait_ms: float = 20.0, queue_size: int = 64):
+                 max_wait_ms: float = 20.0, queue_size: int = 64, trim: bool = True):
         if max_batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and queue_size must be >= 1 and max_wait_ms >= 0")
         self.generator = generator
+        self.trim = trim  # cut replies that hit the token budget back to their last complete sentence
+        self.hold_tokens = HOLD_TOKENS  # streamed rows this close to the budget send whole sentences only
         self.detector = emotion_detector or EmotionDetector(None)
         self.max_batch, self.max_wait, self.queue_size = max_batch, max_wait_ms / 1000.0, queue_size
         self._queue: asyncio.Queue[ChatJob] | None = None
@@ -361,7 +392,10 @@ class MicroBatcher:
 
     def _generate(self, jobs: list[ChatJob]) -> list[ChatResult]:
         settings = jobs[0].settings.model_copy(update={"batch_size": len(jobs)})
-        rows = [StopText(j.stops) if (j.stream or j.stops) else None for j in jobs]
+        trim = self.trim
+        budget = settings.max_new_tokens if trim else None
+        rows = [StopText(j.stops, budget if j.stream else None, self.hold_tokens) if (j.stream or j.stops) else None
+                for j in jobs]
 
         def on_text(i: int, delta: str) -> None:
             row = rows[i]
@@ -383,10 +417,22 @@ class MicroBatcher:
         for j, r, row in zip(jobs, replies, rows):
             text, hit = apply_stops(r.text, j.stops)
             hit = hit or (row is not None and row.hit)  # e.g. a whitespace stop string the final strip removed
-            if j.stream:
-                self._push(j, row.finish(text))
             finish = "stop" if hit else r.finish_reason
+            info = dict(r.info)
+            final = text
+            if trim and finish == "length":
+                t = trim_to_sentence(text)
+                if t.changed:
+                    final = t.text
+                    info["trim"] = {"text": final, "untrimmed_text": text, "removed": t.removed,
+                                    "finish_reason": "length", "marked": t.marked,
+                                    "stream_corrected": bool(j.stream and row is not None
+                                                             and not final.startswith(row.sent_text))}
+            if j.stream:
+                self._push(j, row.finish(final, trimmed="trim" in info))
             emo, prob, src = j.emotion_info or (NONE, None, "none")
-            out.append(ChatResult(text, emo, prob, src, r.prompt_tokens, r.completion_tokens, finish, len(jobs),
-                                  dict(r.info)))
+            if src == "classifier" and getattr(self.detector, "description", None):  # which classifier it was
+                info.setdefault("emotion_classifier", self.detector.description)
+            out.append(ChatResult(final, emo, prob, src, r.prompt_tokens, r.completion_tokens, finish, len(jobs),
+                                  info))
         return out

@@ -11,6 +11,12 @@ exchange is always kept. Sizes come from ``Generator.count_tokens`` plus :data:`
 message (role markers, end of turn) and :data:`PROMPT_OVERHEAD` for the generation prompt: an estimate, since the
 chat template belongs to the generator (a causal-LM generator fits the rendered prompt exactly before generating).
 
+Replies cut by the token budget (``finish_reason == "length"``) are trimmed to their last complete sentence
+(:func:`empathkit.models.trim.trim_to_sentence`; ``ChatSession(trim=False)`` keeps them whole); the reply's ``info``
+then holds ``trim`` (the untrimmed text and the finish reason), like the server's metadata. While streaming, the
+last :data:`~empathkit.serving.batcher.HOLD_TOKENS` of the budget are printed a sentence at a time, so the dropped
+tail is normally never shown.
+
 Commands: ``/emotion <label|auto|none>``, ``/gate <0..1|auto>``, ``/reset``, ``/history``, ``/help``, ``/quit``.
 """
 
@@ -21,7 +27,9 @@ from typing import Any, Callable
 
 from empathkit.data.emotions import EMOTIONS
 from empathkit.methods.base import Generator
+from empathkit.classifiers.detect import HOW_TO_GET_ONE
 from empathkit.models.generation import GenerationSettings
+from empathkit.models.trim import trim_to_sentence
 from empathkit.serving.batcher import StopText
 from empathkit.serving.emotion import NONE, EmotionDetector, conversation_context
 from empathkit.serving.safety import SafetyLayer, SafetyResult
@@ -67,8 +75,9 @@ class QuitChat(Exception):
 
 class ChatSession:
     def __init__(self, generator: Generator, settings: GenerationSettings | None = None,
-                 detector: EmotionDetector | None = None, safety: SafetyLayer | None = None):
+                 detector: EmotionDetector | None = None, safety: SafetyLayer | None = None, trim: bool = True):
         self.generator = generator
+        self.trim = trim  # cut replies that hit the token budget back to their last complete sentence
         self.settings = settings or generator.default_settings
         self.detector = detector or EmotionDetector(None)
         self.safety = safety or SafetyLayer()
@@ -144,6 +153,12 @@ class ChatSession:
             stream = (lambda i, d: on_text(d)) if on_text is not None else None
             (r,) = self.generator.chat([msgs], self.settings, [self.controls(emo, src)], on_text=stream)
             reply, info, finish = r.text, dict(r.info), r.finish_reason
+            if self.trim and finish == "length":
+                t = trim_to_sentence(reply)
+                if t.changed:
+                    info["trim"] = {"text": t.text, "untrimmed_text": reply, "removed": t.removed,
+                                    "finish_reason": "length", "marked": t.marked}
+                    reply = t.text
         self.history = self._fit(msgs + [{"role": "assistant", "content": reply}])
         return ChatReply(reply, emo, prob, src, check, info, finish)
 
@@ -179,8 +194,9 @@ def run_terminal(session: ChatSession, console=None) -> None:
     console.print(f"[bold]empathkit chat[/] — method [cyan]{session.generator.name}[/]; type /help for commands, "
                   "/quit to leave.")
     if not session.detector.available:
-        console.print("[dim]no emotion classifier trained: the detected emotion is shown as 'none' "
-                      "(see `empathkit classifiers --help` to train one; force one with /emotion sad)[/]")
+        console.print(f"[dim]{escape(HOW_TO_GET_ONE)}; force one with /emotion sad[/]")
+    else:
+        console.print(f"[dim]emotion: {escape((session.detector.description or {}).get('summary', ''))}[/]")
     while True:
         try:
             line = console.input("[bold green]you[/] > ")
@@ -195,7 +211,8 @@ def run_terminal(session: ChatSession, console=None) -> None:
             except QuitChat:
                 break
             continue
-        shown = StopText()  # holds back trailing whitespace, which the final reply drops
+        # holds back trailing whitespace (the final reply drops it) and, near the budget, unfinished sentences
+        shown = StopText(budget=session.settings.max_new_tokens if session.trim else None)
 
         def start(t: TurnStart) -> None:
             p = f" {t.emotion_prob:.2f}" if t.emotion_prob is not None else ""
@@ -219,7 +236,10 @@ def run_terminal(session: ChatSession, console=None) -> None:
         sent = shown.text[:shown.sent]
         rest = reply.text[len(sent):] if reply.text.startswith(sent) else "\n" + reply.text
         console.print(rest, markup=False, highlight=False, soft_wrap=True)  # what was not streamed, and a newline
-        extra = {k: v for k, v in reply.info.items() if v is not None}
+        if "trim" in reply.info:
+            console.print("[dim]  (token budget reached: " + ("no complete sentence; marked with …" if
+                          reply.info["trim"]["marked"] else "trimmed to the last complete sentence") + ")[/]")
+        extra = {k: v for k, v in reply.info.items() if v is not None and k != "trim"}
         if extra:
             console.print("[dim]  " + escape(", ".join(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}"
                                                          for k, v in extra.items())) + "[/]")

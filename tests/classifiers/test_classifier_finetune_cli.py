@@ -224,7 +224,8 @@ def test_real_emotion_classifier_if_trained():
     assert out[1][0] in {"excited", "proud", "joyful", "grateful", "confident", "impressed", "hopeful", "content"}
     assert out[2][0] in {"angry", "furious", "annoyed", "disgusted"}
     m = read_metrics("emotion")
-    assert m["test"]["accuracy"] > 0.3 and m["data"]["sizes"]["test"] > 5000
+    quick = m.get("variant") == "demo-quick"  # `make demo` leaves the quick classifier (1,000 test contexts)
+    assert m["test"]["accuracy"] > 0.3 and m["data"]["sizes"]["test"] >= (1000 if quick else 5000)
     if m.get("members"):  # the default: a seed ensemble whose folder holds every member
         assert len(clf.members) == len(m["members"]) == m["hyperparameters"]["members"]
         p = clf.predict_proba(texts)

@@ -138,3 +138,22 @@ def test_serving_reexports_and_the_ecg_lora_predictor_use_the_detector(isolated_
     assert fake.inputs == [[" ".join(CONTEXT), "so sad"]]
     fake.fail = RuntimeError("boom")  # a failing classifier gives None (unknown emotion), not an exception
     assert predict([CONTEXT]) == [None]
+
+
+def test_the_detector_says_which_classifier_it_is(tmp_path):
+    import json
+
+    clf, _ = keyword_classifier({"input_turns": None})
+    folder = clf.save(tmp_path / "emotion")
+    (folder / "metrics.json").write_text(json.dumps({"method": "frozen-minilm+logreg", "variant": "demo-quick",
+                                                     "test": {"accuracy": 0.399}, "data": {"sizes": {"test": 1000}}}))
+    d = EmotionDetector(TextClassifier.load(folder)).description
+    assert (d["variant"], d["test_accuracy"], d["test_examples"], d["folder"]) == ("demo-quick", 0.399, 1000, str(folder))
+    assert d["summary"].startswith("quick demo classifier (frozen MiniLM + logistic regression, ED test accuracy 0.40)")
+    assert "classifiers train emotion" in d["summary"] and d["short"] == "quick demo classifier"
+    (folder / "metrics.json").write_text(json.dumps({"method": "ensemble of 2 fine-tuned minilm+linear (mean "
+                                                     "probability)", "test": {"accuracy": 0.505}}))
+    assert EmotionDetector(TextClassifier.load(folder)).description["summary"] == \
+        "classifier 'emotion' (fine-tuned MiniLM ensemble, ED test accuracy 0.51)"
+    assert EmotionDetector(RecordingClassifier("sad", 0.5), name="stub").description["summary"] == "classifier 'stub'"
+    assert EmotionDetector(None).description is None

@@ -105,3 +105,68 @@ def test_queue_bound_and_timed_out_jobs_are_skipped(tiny_gen):
 def test_invalid_batcher_settings():
     with pytest.raises(ValueError):
         MicroBatcher(None, max_batch=0)
+
+
+CUT = [{"role": "user", "content": "I failed my exam. I studied for weeks and weeks"}]  # echoed one word per token
+
+
+def run_jobs(batcher_kwargs: dict, jobs: list[ChatJob], gen=None, detector=None, hold_tokens: int | None = None):
+    """Run ``jobs`` through a MicroBatcher over the EchoGenerator; returns (results, streamed text per job)."""
+    gen = gen or EchoGenerator()
+
+    async def main():
+        b = MicroBatcher(gen, detector, max_batch=8, max_wait_ms=50, **batcher_kwargs)
+        if hold_tokens is not None:
+            b.hold_tokens = hold_tokens
+        await b.start()
+        for j in jobs:
+            b.submit(j)
+        results = await asyncio.gather(*(b.wait(j, 60) for j in jobs))
+        texts = []
+        for j in jobs:
+            parts = []
+            while j.deltas is not None and (d := j.deltas.get_nowait()) is not None:
+                parts.append(d)
+            texts.append("".join(parts))
+        await b.stop()
+        return results, texts
+
+    return asyncio.run(main())
+
+
+def test_a_reply_cut_by_the_budget_is_trimmed_to_its_last_sentence_and_the_untrimmed_text_kept(stub_detector):
+    s8 = EchoGenerator().default_settings.model_copy(update={"max_new_tokens": 8})
+    short = [{"role": "user", "content": "Thank you."}]
+    (r, whole), _ = run_jobs({}, [ChatJob(CUT, s8), ChatJob(short, s8)], detector=stub_detector)
+    assert r.text == "you said: I failed my exam." and r.finish_reason == "length"
+    assert r.info["trim"] == {"text": r.text, "untrimmed_text": "you said: I failed my exam. I studied",
+                              "removed": " I studied", "finish_reason": "length", "marked": False,
+                              "stream_corrected": False}
+    assert whole.finish_reason == "stop" and whole.text == "you said: Thank you."
+    assert "trim" not in whole.info
+    # which classifier produced the emotion travels with the reply (the server returns it in its metadata)
+    assert r.info["emotion_classifier"]["name"] == "emotion" and r.info["emotion_classifier"]["summary"]
+    (kept,), _ = run_jobs({"trim": False}, [ChatJob(CUT, s8)])
+    assert kept.text == "you said: I failed my exam. I studied" and "trim" not in kept.info
+    assert "emotion_classifier" not in kept.info  # no classifier, no description
+
+
+def test_a_streamed_row_near_its_budget_sends_whole_sentences_only():
+    s8 = EchoGenerator().default_settings.model_copy(update={"max_new_tokens": 8})
+    (r,), (sent,) = run_jobs({}, [ChatJob(CUT, s8, stream=True)])
+    assert sent == r.text == "you said: I failed my exam."  # the dropped tail was never streamed
+    assert r.info["trim"]["stream_corrected"] is False
+    # no hold-back margin: the tail is partly sent before the budget ends the row
+    (r,), (sent,) = run_jobs({}, [ChatJob(CUT, s8, stream=True)], hold_tokens=0)
+    assert sent == "you said: I failed my exam. I" and r.text == "you said: I failed my exam."
+    assert r.info["trim"]["stream_corrected"] is True  # the final event's trim.text corrects the stream
+
+
+def test_stop_text_holds_unfinished_sentences_within_the_budget_margin():
+    from empathkit.serving.batcher import StopText
+
+    st = StopText(budget=6, hold_tokens=3)
+    assert [st.feed(d) for d in ("Hi", " there.", " How", " are", " you?")] == ["Hi", " there.", "", "",
+                                                                                  " How are you?"]
+    plain = StopText()
+    assert [plain.feed(d) for d in ("Hi", " there.", " How")] == ["Hi", " there.", " How"]

@@ -7,6 +7,7 @@ import io
 import pytest
 from serving_helpers import RecordingGenerator, stub_detector, tiny_gen  # noqa: F401 (fixtures)
 
+from empathkit.models.trim import trim_to_sentence
 from empathkit.serving.chat import ChatSession, QuitChat, run_terminal
 
 
@@ -83,7 +84,12 @@ def test_respond_streams_deltas_that_add_up_to_the_reply(tiny_gen, stub_detector
     s = ChatSession(tiny_gen, detector=stub_detector)
     r = s.respond("I am happy today", on_text=deltas.append, on_start=starts.append)
     assert [(t.emotion, t.emotion_source) for t in starts] == [("joyful", "classifier")]
-    assert "".join(deltas).strip() == r.text and len(deltas) >= 2 and r.finish_reason in ("stop", "length")
+    assert len(deltas) >= 2 and r.finish_reason in ("stop", "length")
+    if "trim" in r.info:  # cut by the budget: the reply is the streamed text trimmed (or marked) at a sentence end
+        assert r.finish_reason == "length" and r.info["trim"]["untrimmed_text"] == "".join(deltas).strip()
+        assert r.text == trim_to_sentence("".join(deltas)).text
+    else:
+        assert "".join(deltas).strip() == r.text
 
 
 def test_chat_cli(tiny_gen, monkeypatch):
