@@ -12,7 +12,7 @@ import importlib.util
 from empathkit.metrics.base import METRICS, Batch, MetricResult, MetricSpec, register_metric
 
 # families that always exist
-FAMILIES: list[str] = ["lexical", "diversity", "semantic", "lexicon", "fluency", "judge"]
+FAMILIES: list[str] = ["lexical", "diversity", "semantic", "lexicon", "fluency", "judge", "retrieval"]
 # classifier-based families (written separately): registered only when the module exists; a module that exists but
 # fails to import still raises (importlib.util.find_spec only answers "is it there").
 for _opt in ("emotion", "epitome", "intent"):

@@ -139,10 +139,14 @@ def test_g1_prompt_is_the_generators_prompt_without_exemplars():
 
 
 def test_config_errors(data):
-    with pytest.raises(ConfigError, match="REG training for encoder–decoder backbones"):
+    with pytest.raises(ConfigError, match="encoder–decoder backbone fine-tunes fully"):
         METHODS.get("reg").train(_cfg(data, {"backbone": "tiny-random-t5"}), data / "t5", progress=False)
-    with pytest.raises(ConfigError, match="stage 3"):
-        method_config(_cfg(data, train={"stages": ["g1", "g2"]}))
+    with pytest.raises(ConfigError, match="g2 and joint both"):
+        method_config(_cfg(data, train={"stages": ["g1", "g2", "joint"]}))
+    with pytest.raises(ConfigError, match="g2: inti: Extra inputs"):
+        method_config(_cfg(data, train={"stages": ["g1", "joint"], "g2": {"inti": "base"}}))
+    with pytest.raises(ConfigError, match="unknown REG ablation 'w/o-xyz'"):
+        method_config(_cfg(data, train={"ablations": ["w/o-xyz"]}))
     with pytest.raises(ConfigError, match="mode=semantic"):
         method_config(_cfg(data, {"retrieval": {"attributes": {"source": "none"}}}))
     assert method_config(_cfg(data, {"mode": "no-emotion-attributes", "attribute_tags": False})).model.mode == "semantic"
@@ -192,8 +196,8 @@ def test_retriever_stage_and_trained_query_encoder_are_wired(data, patched, monk
             calls["loaded"] = d
             return cls()
 
-    def train_retriever(index, g1, queries, cfg, out_dir, progress):
-        calls.update(index=index, g1=g1, queries=queries, cfg=cfg)
+    def train_retriever(index, g1, queries, cfg, out_dir, progress, mode=None):
+        calls.update(index=index, g1=g1, queries=queries, cfg=cfg, mode=mode)
         (out_dir / "query_encoder").mkdir(parents=True)
         return out_dir
 
@@ -204,7 +208,7 @@ def test_retriever_stage_and_trained_query_encoder_are_wired(data, patched, monk
         method_config(_cfg(data, train={"stages": ["g1", "retriever"], "retriever": {"querys": 2}}))
     rd = METHODS.get("reg").train(_cfg(data, train={"stages": ["g1", "retriever"], "retriever": {"queries": 3}}),
                                   data / "with-retriever", progress=False)
-    assert calls["cfg"].queries == 3 and len(calls["index"]) > 0
+    assert calls["cfg"].queries == 3 and len(calls["index"]) > 0 and calls["mode"] == "reg"  # the run's mode
     assert type(calls["g1"]) is REGCausalGenerator  # no retrieval of its own
     assert calls["queries"] and all(q.annotations.attributes.get("sentiment") for q in calls["queries"])
     gen = load_generator(run_dir=rd)

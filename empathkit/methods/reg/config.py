@@ -14,9 +14,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from empathkit.methods.reg.index import RetrievalConfig, normalise_mode
 from empathkit.training.config import LMModelConfig, LMTrainConfig
 
-STAGES = ("g1", "retriever")  # stage 3 (G2 + joint training, Sec. 3.2.4-3.2.5) is not built
-NOT_BUILT_STAGES = {"g2": "stage 3 (G2 + joint training, Sec. 3.2.4–3.2.5)",
-                    "joint": "stage 3 (G2 + joint training, Sec. 3.2.4–3.2.5)"}
+STAGES = ("g1", "retriever", "g2", "joint")  # g2 = G2 on L_G2 alone; joint = Eq. 7 (G2 + retriever); one of them
 
 
 class REGModelConfig(LMModelConfig):
@@ -88,26 +86,62 @@ def retriever_config_cls():
 class REGTrainConfig(LMTrainConfig):
     """``train:`` — the shared causal-LM fields (they train G1) plus the REG stages."""
 
-    stages: list[str] = Field(default_factory=lambda: ["g1", "retriever"],
-                              description="stages to run, in order: g1 (Eq. 2), retriever (Sec. 3.2.3)")
+    stages: list[str] = Field(default_factory=lambda: ["g1", "retriever", "joint"],
+                              description="stages to run, in order: g1 (Eq. 2), retriever (Sec. 3.2.3), then g2 "
+                                          "(G2 on L_G2 alone) or joint (Eq. 7: G2 + retriever)")
     index_from: str | None = Field(None, description="a prebuilt index folder copied into run_dir/index (rebuilt "
                                                      "there only where its build config differs)")
     retriever: dict[str, Any] = Field(default_factory=dict,
                                       description="stage 2 options (reg.retriever.RetrieverTrainConfig)")
+    g2: dict[str, Any] = Field(default_factory=dict, description="stage 3 options (reg.joint.G2TrainConfig)")
+    ablations: list[str] = Field(default_factory=list,
+                                 description="Table 2 switches (reg.ablations.ABLATIONS), applied to the whole "
+                                             "config before training")
 
     @field_validator("stages")
     @classmethod
     def _stages(cls, v):
         for s in v:
-            if s in NOT_BUILT_STAGES:
-                raise ValueError(f"REG {NOT_BUILT_STAGES[s]} is not built yet (docs/methods/reg.md)")
             if s not in STAGES:
                 raise ValueError(f"unknown REG stage {s!r}; expected some of {list(STAGES)}")
         if len(set(v)) != len(v) or [s for s in STAGES if s in v] != list(v):
             raise ValueError(f"stages must be distinct and in the order {list(STAGES)}")
         if not v:
             raise ValueError("no stage to run")
+        if "g2" in v and "joint" in v:
+            raise ValueError("stages g2 and joint both train G2: give one of them")
         return v
+
+    @field_validator("ablations")
+    @classmethod
+    def _ablations(cls, v):
+        from empathkit.methods.reg.ablations import ABLATIONS, normalise
+
+        out = [normalise(a) for a in v]
+        bad = [a for a in out if a not in ABLATIONS]
+        if bad:
+            raise ValueError(f"unknown REG ablation {bad[0]!r}; expected some of {sorted(ABLATIONS)}")
+        return out
+
+    @field_validator("g2")
+    @classmethod
+    def _g2(cls, v):
+        from pydantic import ValidationError
+
+        from empathkit.methods.reg.joint import G2TrainConfig
+
+        try:
+            G2TrainConfig(**v)
+        except ValidationError as e:
+            raise ValueError("g2: " + "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+                                                for err in e.errors())) from None
+        return v
+
+    def g2_config(self):
+        from empathkit.config import validate
+        from empathkit.methods.reg.joint import G2TrainConfig
+
+        return validate(G2TrainConfig, self.g2, "train.g2")
 
     @model_validator(mode="after")
     def _retriever(self):

@@ -130,20 +130,9 @@ def exemplar_emotion_vote(exemplars: Sequence[Exemplar], key: str = EMOTION_KEY)
     without scores) each exemplar counts 1 (a plain majority). Ties go to the label of the highest-scoring exemplar
     among the tied ones (then the earlier one). ``None`` when no exemplar has a label. REG reports an emotion
     accuracy for its generators without saying where the emotion comes from: this vote is our choice."""
-    labelled = [(i, e) for i, e in enumerate(exemplars) if e.attributes.get(key)]
-    if not labelled:
-        return None
-    weights = [max(float(e.score), 0.0) for _, e in labelled]
-    if sum(weights) <= 0:
-        weights = [1.0] * len(labelled)
-    total: dict[str, float] = {}
-    best: dict[str, tuple[float, int]] = {}
-    for (i, e), w in zip(labelled, weights):
-        lab = str(e.attributes[key])
-        total[lab] = total.get(lab, 0.0) + w
-        b = (float(e.score), -i)
-        best[lab] = max(best.get(lab, b), b)
-    return max(total, key=lambda lab: (round(total[lab], 12), best[lab]))
+    from empathkit.metrics.retrieval import weighted_vote  # one implementation: the acc-emo-exemplar metric's
+
+    return weighted_vote([e.attributes.get(key) or None for e in exemplars], [float(e.score) for e in exemplars])
 
 
 def _reply_info(exemplars: Sequence[Exemplar], attributes: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -153,6 +142,7 @@ def _reply_info(exemplars: Sequence[Exemplar], attributes: Mapping[str, Any] | N
     emo = exemplar_emotion_vote(exemplars)
     if emo is not None:
         info["predicted_emotion"] = emo
+        info["exemplar_emotions"] = [e.attributes.get(EMOTION_KEY) for e in exemplars]  # for acc-emo-exemplar
     return info
 
 
@@ -311,3 +301,20 @@ class REGFiDGenerator(FiDGenerator):
         raise NotImplementedError("REG run directories come with REG's training stages (issue 14): saving this as a "
                                   "plain seq2seq run would drop the attribute options")
 
+
+# ====================================================================================== FiD of a REG model section
+def seq2seq_config(mc):
+    """The :class:`~empathkit.methods.seq2seq.Seq2SeqConfig` of a REG model section (FiD over K exemplars, no gold
+    emotion in the input; ``system_prompt`` replaces the default instruction when set)."""
+    from empathkit.methods.seq2seq import DEFAULT_INSTRUCTION, Seq2SeqConfig
+
+    return Seq2SeqConfig(backbone=mc.backbone, dtype=mc.dtype, instruction=mc.system_prompt or DEFAULT_INSTRUCTION,
+                         use_emotion=False, use_situation=False, fusion="fid", max_exemplars=mc.k,
+                         exemplar_tokens=mc.exemplar_tokens)
+
+
+def fid_generator(model, tokenizer, mc, attribute_fn=None, source_dir=None, info=None):
+    reg = AttributeControlConfig(attribute_tags=mc.attribute_tags, exemplar_tags=mc.exemplar_tags,
+                                 exemplar_context=mc.exemplar_context, context_tokens=mc.context_tokens)
+    return REGFiDGenerator(model, tokenizer, seq2seq_config(mc), reg, attribute_fn=attribute_fn, info=info,
+                           source_dir=source_dir)

@@ -1,9 +1,10 @@
 """``method: reg`` — a trained REG run as a :class:`~empathkit.methods.base.Generator` with retrieval per request.
 
-:class:`REGRunGenerator` is G1 (:class:`~empathkit.methods.reg.generator.REGCausalGenerator` over the run's PEFT
-adapter, as ``methods/sft.load``) plus the run's exemplar index (``run_dir/index``; queries embedded by the trained
-query encoder when ``run_dir/retriever/query_encoder`` exists, else by the index's own encoder) and the index's
-attribute tagger. For every row the caller leaves without them it fills
+:class:`REGRunGenerator` is the run's generator — G2 (``run_dir/g2``, stage 3) when it was trained, else G1
+(:class:`~empathkit.methods.reg.generator.REGCausalGenerator` over the PEFT adapter, as ``methods/sft.load``) — plus
+the run's exemplar index (``run_dir/index``; queries embedded by the latest trained query encoder — the joint one in
+``g2/adapter/query_encoder``, else stage 2's ``retriever/query_encoder`` — else by the index's own encoder) and the
+index's attribute tagger. For every row the caller leaves without them it fills
 
 - ``Controls.attributes``: the tagger on the *context* (VADER + the EPITOME levels; ``context`` rule), when the
   prompt tags or the ``reg`` score need them;
@@ -23,13 +24,15 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from empathkit.methods.base import Conversation
+from empathkit.methods.base import Conversation, controls_list
 from empathkit.methods.reg.config import REGModelConfig
-from empathkit.methods.reg.generator import REGCausalGenerator, query_attributes
+from empathkit.methods.reg.generator import REGCausalGenerator, REGFiDGenerator, _fill_attributes, query_attributes
 from empathkit.types import Controls, Example
 
 INDEX_DIR = "index"
 QUERY_ENCODER_DIR = Path("retriever") / "query_encoder"
+G2_DIR = "g2"
+JOINT_QUERY_ENCODER_DIR = Path(G2_DIR) / "adapter" / "query_encoder"
 
 
 def conversation_context(conv: Conversation) -> list[str]:
@@ -51,24 +54,19 @@ def attribute_fn_for(tagger):
     return fn
 
 
-class REGRunGenerator(REGCausalGenerator):
-    """G1 + the run's index: retrieval per request (module docstring)."""
+class _PerRequestRetrieval:
+    """The run's index + per-request retrieval, shared by the causal and the FiD run generators (a mixin before
+    the generator class)."""
 
-    name = "reg"
-
-    def __init__(self, model, tokenizer, model_config: REGModelConfig, index, info: dict[str, Any] | None = None,
-                 source_dir=None):
+    def _init_retrieval(self, model_config: REGModelConfig, index) -> None:
         self.index = index
-        attribute_fn = attribute_fn_for(index.tagger) if model_config.needs_query_attributes else None
-        super().__init__(model, tokenizer, model_config.prompt_config(), model_config.prompt_builder(),
-                         attribute_fn=attribute_fn, info=info, source_dir=source_dir)
-        self.config = model_config  # Generator.save writes it back (inference-time overrides such as k / mode)
+        self.run_config = model_config  # the REG model section (inference-time overrides such as k / mode)
         self._local = threading.local()
 
     def retrieve(self, contexts: Sequence[Sequence[str]], attributes: Sequence[dict | None],
                  exclude: Sequence[str | None] | None = None):
         """Top-``k`` exemplars per context by the configured mode and score settings."""
-        mc = self.config
+        mc = self.run_config
         sc = mc.retrieval.score
         qa = None
         if mc.mode == "reg":
@@ -93,8 +91,7 @@ class REGRunGenerator(REGCausalGenerator):
         return self._fill_exemplars([[t.text for t in ex.context] for ex in examples], ctrls,
                                     [ex.dialogue_id for ex in examples])
 
-    def resolve_controls(self, conversations, controls):
-        ctrls = super().resolve_controls(conversations, controls)
+    def _conversation_controls(self, conversations, ctrls: list[Controls]) -> list[Controls]:
         if getattr(self._local, "examples", False):  # generate(): example_controls already retrieved (with the
             return ctrls  # own-conversation exclusion); never retrieve again without it
         return self._fill_exemplars([conversation_context(c) for c in conversations], ctrls, None)
@@ -112,10 +109,66 @@ class REGRunGenerator(REGCausalGenerator):
             return super().generate(examples, settings, controls, progress)
 
 
+class REGRunGenerator(_PerRequestRetrieval, REGCausalGenerator):
+    """G1 / G2 (causal) + the run's index: retrieval per request (module docstring)."""
+
+    name = "reg"
+
+    def __init__(self, model, tokenizer, model_config: REGModelConfig, index, info: dict[str, Any] | None = None,
+                 source_dir=None):
+        attribute_fn = attribute_fn_for(index.tagger) if model_config.needs_query_attributes else None
+        super().__init__(model, tokenizer, model_config.prompt_config(), model_config.prompt_builder(),
+                         attribute_fn=attribute_fn, info=info, source_dir=source_dir)
+        self._init_retrieval(model_config, index)
+        self.config = model_config  # Generator.save writes it back
+
+    def resolve_controls(self, conversations, controls):
+        return self._conversation_controls(conversations, super().resolve_controls(conversations, controls))
+
+
+class REGFiDRunGenerator(_PerRequestRetrieval, REGFiDGenerator):
+    """FiD G1 / G2 (encoder–decoder) + the run's index: retrieval per request (module docstring)."""
+
+    name = "reg-fid-run"
+
+    def __init__(self, model, tokenizer, model_config: REGModelConfig, index, info: dict[str, Any] | None = None,
+                 source_dir=None):
+        from empathkit.methods.reg.generator import AttributeControlConfig, seq2seq_config
+
+        mc = model_config
+        reg = AttributeControlConfig(attribute_tags=mc.attribute_tags, exemplar_tags=mc.exemplar_tags,
+                                     exemplar_context=mc.exemplar_context, context_tokens=mc.context_tokens)
+        attribute_fn = attribute_fn_for(index.tagger) if mc.needs_query_attributes else None
+        super().__init__(model, tokenizer, seq2seq_config(mc), reg, attribute_fn=attribute_fn, info=info,
+                         source_dir=source_dir)
+        self._init_retrieval(mc, index)
+
+    def chat(self, conversations, settings=None, controls=None, *, on_text=None, should_stop=None,
+             progress: bool = False, desc: str | None = None):
+        convs = [list(c) for c in conversations]
+        ctrls = _fill_attributes(convs, controls_list(len(convs), controls), self.attribute_fn)
+        ctrls = self._conversation_controls(convs, ctrls)
+        return super().chat(convs, settings, ctrls, on_text=on_text, should_stop=should_stop, progress=progress,
+                            desc=desc)
+
+    def save(self, run_dir):
+        """The run directory copied (index and weights), with the effective REG model section."""
+        import shutil
+
+        from empathkit.runs import load_run_config, write_run_config
+
+        dest = Path(run_dir)
+        shutil.copytree(self.source_dir, dest, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("checkpoints", "checkpoint-*", "predictions.jsonl"))
+        write_run_config(dest, load_run_config(dest) | {"model": self.run_config.model_dump()})
+        return dest
+
+
 def _query_encoder(run_dir: Path):
-    """The trained query encoder of stage 2 (``reg/retriever.py`` ``QueryEncoder.load``), or ``None``."""
-    d = run_dir / QUERY_ENCODER_DIR
-    if not d.is_dir():
+    """The latest trained query encoder (stage 3 ``joint``, else stage 2; ``QueryEncoder.load``), or ``None``."""
+    cands = (run_dir / JOINT_QUERY_ENCODER_DIR, run_dir / G2_DIR / "model" / "query_encoder", run_dir / QUERY_ENCODER_DIR)
+    d = next((x for x in cands if x.is_dir()), None)
+    if d is None:
         return None
     from empathkit.methods.reg.retriever import QueryEncoder
 
@@ -134,13 +187,31 @@ def load(config: dict | REGModelConfig | None = None, run_dir: str | Path | None
         raise ConfigError("method 'reg' needs a trained run: `empathkit generate --run RUN_DIR` "
                           "(train one with `empathkit train -c reg/cpu-small`)")
     rd = Path(run_dir)
-    model, tok, run_mc = load_trained(rd, REGModelConfig)
+    g2 = rd / G2_DIR
+    stage = "g2" if (g2 / "done").is_file() else "g1"
+    fid = (rd / "model" / "config.json").is_file() and _is_encoder_decoder_dir(rd / "model")
+    if fid:  # FiD run (reg/fid_train.py): full weights in model/ (G1) and g2/model/ (G2)
+        from empathkit.models.backbones import load_backbone
+        from empathkit.runs import load_run_config
+        from empathkit.runconfig import resolve
+
+        run_mc = validate(REGModelConfig, resolve(load_run_config(rd)).model, "model")
+        model, tok = load_backbone(str((g2 if stage == "g2" else rd) / "model"), run_mc.dtype)
+    else:
+        model, tok, run_mc = load_trained(g2 if stage == "g2" else rd, REGModelConfig)
     mc = config if isinstance(config, REGModelConfig) else (
         validate(REGModelConfig, config, "model") if config else run_mc)
     qenc = _query_encoder(rd)
     index = ExemplarIndex.load(rd / INDEX_DIR, encoder=qenc)
     if mc.mode == "reg" and not index.has_attributes:
         raise ConfigError(f"{rd / INDEX_DIR} was built without emotion attributes: load with model.mode=semantic")
-    info = {"run_dir": str(rd), "mode": mc.mode, "k": mc.k,
+    info = {"run_dir": str(rd), "generator": stage, "mode": mc.mode, "k": mc.k,
             "query_encoder": "trained" if qenc is not None else index.config.get("encoder")}
-    return REGRunGenerator(model, tok, mc, index, info=info, source_dir=rd)
+    cls = REGFiDRunGenerator if fid else REGRunGenerator
+    return cls(model, tok, mc, index, info=info, source_dir=rd)
+
+
+def _is_encoder_decoder_dir(d: Path) -> bool:
+    import json
+
+    return bool(json.loads((d / "config.json").read_text(encoding="utf-8")).get("is_encoder_decoder"))

@@ -30,7 +30,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -126,6 +126,10 @@ class RetrieverTrainConfig(BaseModel):
     decode_batch_size: int = Field(16, ge=1, description="(query, candidate) pairs per G1 generate call")
     max_new_tokens: int = Field(32, ge=1, description="G1 decode length (greedy)")
     seed: int = 0
+    target: Literal["utility", "g1-likelihood"] = Field(
+        "utility", description="Eq. 3's F: utility = token metrics of G1's decode with the candidate (REG); "
+                               "g1-likelihood = G1's mean log-likelihood of the gold response given the candidate "
+                               "(Generator.score; the Table 2 'G1+RAG' ablation)")
     distill: DistillConfig = Field(default_factory=DistillConfig)
 
 
@@ -133,18 +137,6 @@ class RetrieverTrainConfig(BaseModel):
 def _query_attributes(queries: Sequence[Example]) -> list[dict] | None:
     attrs = [dict(q.annotations.attributes) for q in queries]
     return attrs if all(attrs) else None  # else: the index's tagger computes them from the contexts
-
-
-def _utilities(cache: DecodeCache, query_ids, candidate_ids, references, utility) -> torch.Tensor:
-    """``F`` (B, K) of cached G1 decodes (as ``decodes.targets_from_cache``, before its softmax, so that padded
-    candidates can be masked out of Eq. 3)."""
-    decodes = []
-    for q, row in zip(query_ids, candidate_ids, strict=True):
-        texts = [cache.get(q, e) for e in row]
-        if any(t is None for t in texts):
-            raise KeyError(f"no cached G1 decode for query {q!r} with one of {row}: fill the cache first")
-        decodes.append(texts)
-    return utility.matrix(decodes, references)
 
 
 def _entropy(p: torch.Tensor) -> float:
@@ -156,20 +148,123 @@ def _g1_name(g1) -> str:
     return str(src) if src else f"{type(g1).__module__}.{type(g1).__name__}"
 
 
-def train_retriever(index: ExemplarIndex, g1, queries: Sequence[Example], cfg: RetrieverTrainConfig,
-                    out_dir: Path, progress: bool = True, encoder_init=None) -> Path:
-    """Distil G1's utilities into a query encoder (module docstring); returns ``out_dir``. ``encoder_init``: the
-    encoder to start from (object, name or folder; default the index's ``encoder`` name). A finished run with
-    the same config returns at once; the G1 decodes are cached and reused."""
-    from tqdm.auto import tqdm
+def candidate_pools(index: ExemplarIndex, queries: Sequence[Example], qenc, pool: int, mode: str | None = None):
+    """``(queries kept, their candidate-id pools, mode)``: the top ``pool`` exemplars per query by the current
+    retriever (``qenc``; ``mode`` — the run's ``model.mode``, so *w/o EA* never uses attributes — default ``reg``
+    when the index has attributes, else ``semantic``), own conversation excluded; queries without any candidate
+    are dropped."""
+    mode = "semantic" if not index.has_attributes else (mode or "reg")
+    contexts = [[t.text for t in q.context] for q in queries]
+    rows = index.search(contexts, k=pool, mode=mode, exclude_dialogue_ids=[q.dialogue_id for q in queries],
+                        query_attributes=_query_attributes(queries) if mode == "reg" else None, query_encoder=qenc)
+    keep = [i for i, r in enumerate(rows) if r]
+    return [queries[i] for i in keep], [[e.id for e in rows[i]] for i in keep], mode
 
-    from empathkit.models.generation import GenerationSettings
+
+def likelihood_scorer(g1, queries, exemplars):
+    """``score(pairs) -> texts`` for the decode cache under ``target: g1-likelihood`` (G1+RAG): G1's mean
+    log-likelihood of each query's gold response with exactly that exemplar in its input (``Generator.score``),
+    written as text so the same on-disk cache holds it."""
+    import dataclasses
+
+    from empathkit.types import Controls
+
+    def score(pairs):
+        exs = [queries[q] for q, _ in pairs]
+        exs = [dataclasses.replace(ex, annotations=dataclasses.replace(ex.annotations, exemplars=())) for ex in exs]
+        ctrls = [Controls(exemplars=(exemplars[e],) if e else ()) for _, e in pairs]
+        return [repr(-s.mean_nll) for s in g1.score(exs, ctrls)]
+
+    return score
+
+
+class Distiller:
+    """What one distillation step needs (Eq. 3–5), shared by stage 2 (:func:`train_retriever`) and stage 3 (the
+    joint loss, ``reg/joint.py``): the training queries with their fixed candidate pools, the frozen exemplar
+    vectors, the G1-decode (or G1-likelihood) cache, the seeded augmenter, F and the loss."""
+
+    def __init__(self, index: ExemplarIndex, g1, queries: Sequence[Example], pools: Sequence[Sequence[str]],
+                 cfg: RetrieverTrainConfig, out_dir: Path, mode: str):
+        from empathkit.models.generation import GenerationSettings
+
+        self.cfg, self.queries, self.pools = cfg, list(queries), [list(p) for p in pools]
+        self.contexts = [[t.text for t in q.context] for q in self.queries]
+        self.row_of = {e.id: j for j, e in enumerate(index.exemplars)}
+        self.vectors = torch.from_numpy(np.ascontiguousarray(index.vectors(), dtype=np.float32))  # frozen
+        self.by_id = {e.id: e for e in index.exemplars}
+        settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, do_sample=False,
+                                      batch_size=cfg.decode_batch_size)
+        extra = {} if cfg.target == "utility" else {"target": cfg.target}
+        self.cache = DecodeCache.open(Path(out_dir) / DECODES_DIR, g1=_g1_name(g1),
+                                      settings=settings.model_dump(mode="json"), mode=mode, pool=cfg.pool, **extra)
+        qmap = {q.id: q for q in self.queries}
+        self.decode = pair_decoder(g1, qmap, self.by_id, settings) if cfg.target == "utility" \
+            else likelihood_scorer(g1, qmap, self.by_id)
+        self.augmenter = CandidateAugmenter(index.exemplars, cfg.distill.k, seed=cfg.seed)
+        self.utility = cfg.distill.utility_fn() if cfg.target == "utility" else None
+        self.loss_fn = cfg.distill.retrieval_loss()
+
+    def augment(self) -> tuple[list[list[str]], list[list[bool]]]:
+        """One Eq. 5 draw over every query's pool: ``(candidate ids, replaced flags)``."""
+        cands, flags = [], []
+        for q, pool_ids in zip(self.queries, self.pools):
+            c, f = self.augmenter([self.by_id[e] for e in pool_ids], q.dialogue_id)
+            cands.append([e.id for e in c])
+            flags.append(f)
+        return cands, flags
+
+    def fill(self, cands: Sequence[Sequence[str]], progress: bool = True, desc: str = "G1 decodes") -> int:
+        """Decode (or score) the (query, candidate) pairs not cached yet; returns how many were new."""
+        from tqdm.auto import tqdm
+
+        todo = self.cache.missing([(q.id, e) for q, row in zip(self.queries, cands) for e in row])
+        bs = self.cfg.decode_batch_size
+        bar = tqdm(total=len(todo), desc=desc, unit="pair", disable=not progress)
+        for b in range(0, len(todo), bs):
+            self.cache.fill(todo[b:b + bs], self.decode, batch_size=bs)
+            bar.update(len(todo[b:b + bs]))
+        bar.close()
+        return len(todo)
+
+    def utilities(self, ids: Sequence[int], cid: Sequence[Sequence[str]]) -> torch.Tensor:
+        """``F`` (B, K) from the cache (before Eq. 3's softmax, so padded candidates can be masked)."""
+        texts = []
+        for i, row in zip(ids, cid, strict=True):
+            q = self.queries[i].id
+            t = [self.cache.get(q, e) for e in row]
+            if any(x is None for x in t):
+                raise KeyError(f"no cached G1 decode for query {q!r} with one of {row}: fill the cache first")
+            texts.append(t)
+        if self.utility is None:  # g1-likelihood: the cached mean log-likelihoods
+            return torch.tensor([[float(x) for x in r] for r in texts])
+        return self.utility.matrix(texts, [self.queries[i].target for i in ids])
+
+    def loss(self, qenc, ids: Sequence[int], cands: Sequence[Sequence[str]]):
+        """``(L_R, P, mask)`` of the queries ``ids`` with candidates ``cands[i]`` (Eq. 3 + 4; gradient into
+        ``qenc`` only)."""
+        width = max(len(cands[i]) for i in ids)
+        cid = [list(cands[i]) + [cands[i][0]] * (width - len(cands[i])) for i in ids]
+        mask = torch.tensor([[j < len(cands[i]) for j in range(width)] for i in ids])
+        F = self.utilities(ids, cid)
+        target = distillation_target(F, self.cfg.distill.tau, mask)  # Eq. 3 (padding: probability 0)
+        emb = self.vectors[torch.tensor([[self.row_of[e] for e in row] for row in cid])]
+        q = qenc.encode([self.contexts[i] for i in ids], batch_size=len(ids))
+        return self.loss_fn(F, similarity_scores(q, emb), mask), target, mask
+
+
+def train_retriever(index: ExemplarIndex, g1, queries: Sequence[Example], cfg: RetrieverTrainConfig,
+                    out_dir: Path, progress: bool = True, encoder_init=None, mode: str | None = None) -> Path:
+    """Distil G1's utilities into a query encoder (module docstring); returns ``out_dir``. ``encoder_init``: the
+    encoder to start from (object, name or folder; default the index's ``encoder`` name); ``mode``: retrieval mode
+    of the candidate pools (:func:`candidate_pools`). A finished run with the same config returns at once; the G1
+    decodes are cached and reused."""
+    from tqdm.auto import tqdm
 
     cfg = cfg if isinstance(cfg, RetrieverTrainConfig) else RetrieverTrainConfig.model_validate(cfg)
     out = Path(out_dir)
     queries = list(queries)[: cfg.queries] if cfg.queries else list(queries)
     want = {"config": cfg.model_dump(mode="json"), "queries": len(queries), "corpus_size": len(index),
-            "g1": _g1_name(g1)}
+            "g1": _g1_name(g1), "mode": "semantic" if not index.has_attributes else (mode or "reg")}
     done = out / CONFIG_FILE
     if (out / ENCODER_DIR).is_dir() and done.is_file():
         prev = json.loads(done.read_text(encoding="utf-8"))
@@ -180,80 +275,36 @@ def train_retriever(index: ExemplarIndex, g1, queries: Sequence[Example], cfg: R
 
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    mode = "reg" if index.has_attributes else "semantic"
     qenc = QueryEncoder.from_encoder(encoder_init if encoder_init is not None else index.config["encoder"])
 
-    # 1. the fixed candidate pool (current retriever = the initial query encoder)
-    t0 = time.time()
-    contexts = [[t.text for t in q.context] for q in queries]
-    rows = index.search(contexts, k=cfg.pool, mode=mode, exclude_dialogue_ids=[q.dialogue_id for q in queries],
-                        query_attributes=_query_attributes(queries) if mode == "reg" else None,
-                        query_encoder=qenc)
-    keep = [i for i, r in enumerate(rows) if r]
-    queries, contexts = [queries[i] for i in keep], [contexts[i] for i in keep]
-    pools = [[e.id for e in rows[i]] for i in keep]
+    t0 = time.time()  # 1. the fixed candidate pool (current retriever = the initial query encoder)
+    queries, pools, mode = candidate_pools(index, queries, qenc, cfg.pool, mode)
     t_pool = time.time() - t0
-
-    row_of = {e.id: j for j, e in enumerate(index.exemplars)}
-    vectors = torch.from_numpy(np.ascontiguousarray(index.vectors(), dtype=np.float32))  # frozen
-    by_id = {e.id: e for e in index.exemplars}
-    qmap = {q.id: q for q in queries}
-    settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, do_sample=False,
-                                  batch_size=cfg.decode_batch_size)
-    cache = DecodeCache.open(out / DECODES_DIR, g1=_g1_name(g1), settings=settings.model_dump(mode="json"),
-                             mode=mode, pool=cfg.pool)
-    decode = pair_decoder(g1, qmap, by_id, settings)
-    augmenter = CandidateAugmenter(index.exemplars, cfg.distill.k, seed=cfg.seed)
-    utility = cfg.distill.utility_fn()
-    loss_fn = cfg.distill.retrieval_loss()
+    dist = Distiller(index, g1, queries, pools, cfg, out, mode)
     opt = torch.optim.AdamW([p for p in qenc.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
 
     t_decode = t_train = 0.0
-    decoded = steps = 0
-    augmented = total = 0
+    decoded = steps = augmented = total = 0
     step_rng = random.Random(f"reg-retriever-order-{cfg.seed}")
     log_rows: list[dict[str, Any]] = []
     (out / LOG_FILE).write_text("", encoding="utf-8")
     for epoch in range(cfg.epochs):
-        # 2. augmentation, drawn once per epoch
-        cands, flags = [], []
-        for q, pool_ids in zip(queries, pools):
-            c, f = augmenter([by_id[e] for e in pool_ids], q.dialogue_id)
-            cands.append([e.id for e in c])
-            flags.append(f)
+        cands, flags = dist.augment()  # 2. augmentation, drawn once per epoch
         augmented += sum(map(sum, flags))
         total += sum(map(len, flags))
-        # 3. the missing G1 decodes
-        t0 = time.time()
-        pairs = [(q.id, e) for q, row in zip(queries, cands) for e in row]
-        todo = cache.missing(pairs)
-        bar = tqdm(total=len(todo), desc=f"G1 decodes (epoch {epoch + 1})", unit="pair", disable=not progress)
-        for b in range(0, len(todo), cfg.decode_batch_size):
-            chunk = todo[b:b + cfg.decode_batch_size]
-            cache.fill(chunk, decode, batch_size=cfg.decode_batch_size)
-            bar.update(len(chunk))
-        bar.close()
-        decoded += len(todo)
+        t0 = time.time()  # 3. the missing G1 decodes
+        decoded += dist.fill(cands, progress, f"G1 decodes (epoch {epoch + 1})")
         t_decode += time.time() - t0
-        # 4. distillation steps
-        t0 = time.time()
+        t0 = time.time()  # 4. distillation steps
         qenc.train()
         order = list(range(len(queries)))
         step_rng.shuffle(order)
-        nb = math.ceil(len(order) / cfg.batch_size)
-        bar = tqdm(total=nb, desc=f"retriever (epoch {epoch + 1})", unit="step", disable=not progress)
+        bar = tqdm(total=math.ceil(len(order) / cfg.batch_size), desc=f"retriever (epoch {epoch + 1})", unit="step",
+                   disable=not progress)
         for b in range(0, len(order), cfg.batch_size):
             ids = order[b:b + cfg.batch_size]
-            width = max(len(cands[i]) for i in ids)
-            cid = [cands[i] + [cands[i][0]] * (width - len(cands[i])) for i in ids]
-            mask = torch.tensor([[j < len(cands[i]) for j in range(width)] for i in ids])
-            F = _utilities(cache, [queries[i].id for i in ids], cid, [queries[i].target for i in ids], utility)
-            target = distillation_target(F, cfg.distill.tau, mask)  # Eq. 3 (padding: probability 0)
-            emb = vectors[torch.tensor([[row_of[e] for e in row] for row in cid])]
-            q = qenc.encode([contexts[i] for i in ids], batch_size=len(ids))
-            scores = similarity_scores(q, emb)
-            loss = loss_fn(F, scores, mask)  # Eq. 3 + Eq. 4
+            loss, target, _ = dist.loss(qenc, ids, cands)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -271,8 +322,8 @@ def train_retriever(index: ExemplarIndex, g1, queries: Sequence[Example], cfg: R
 
     qenc.save(out / ENCODER_DIR)
     summary = dict(want, seed=cfg.seed, mode=mode, steps=steps, epochs=cfg.epochs, queries_used=len(queries),
-                   pool=cfg.pool, decoded=decoded, cached=len(cache), augmented=augmented, candidates=total,
-                   augmented_share=augmented / max(1, total), cache_file=str(cache.path.name),
+                   pool=cfg.pool, decoded=decoded, cached=len(dist.cache), augmented=augmented, candidates=total,
+                   augmented_share=augmented / max(1, total), cache_file=str(dist.cache.path.name),
                    seconds={"pool": round(t_pool, 2), "decoding": round(t_decode, 2), "training": round(t_train, 2)},
                    final_loss=log_rows[-1]["loss"] if log_rows else None)
     done.write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -1,5 +1,7 @@
 """``method: reg`` training (docs/methods/reg.md): the exemplar index, then stage 1 (G1, Eq. 2) through the shared
-causal-LM driver, then stage 2 (the retriever, ``reg/retriever.py``). Stage 3 (G2 + joint training) is not built.
+causal-LM driver, then stage 2 (the retriever, ``reg/retriever.py``), then stage 3 (``reg/joint.py``: G2 alone
+(``g2``) or G2 + retriever on Eq. 7 (``joint``)). ``train.ablations`` (``reg/ablations.py``) rewrite the config
+first.
 
 Run directory::
 
@@ -7,6 +9,7 @@ Run directory::
     index/        the exemplar index (ED train per the run's data section; valid / test never enter it)
     adapter/      G1's PEFT adapter + tokenizer
     retriever/    stage 2 (query_encoder/ …), when the stage ran
+    g2/           stage 3: a driver run directory of G2 (adapter/, log.jsonl, done; joint: adapter/query_encoder/)
     reg_stages.json   the stages run, their wall seconds, the attribute source and corpus size
 """
 
@@ -25,8 +28,6 @@ from empathkit.methods.reg.config import REGModelConfig, REGTrainConfig
 from empathkit.types import Controls, Example
 
 log = logging.getLogger(__name__)
-
-SEQ2SEQ_NOT_BUILT = "REG training for encoder–decoder backbones (FiD G1/G2) is not built yet"
 
 
 def _is_seq2seq(backbone: str) -> bool:
@@ -129,16 +130,23 @@ def train_reg(cfg: dict, run_dir: str | Path, progress: bool = True, *, encoder=
     ``tagger`` / ``corpus_examples``: objects to use instead of the configured sentence encoder, attribute tagger
     and corpus (tests)."""
     from empathkit.config import validate
+    from empathkit.methods.reg.ablations import apply_ablations
     from empathkit.runconfig import resolve
     from empathkit.training import distributed as dist
     from empathkit.training.driver import run_training, training_examples
 
+    cfg = apply_ablations(cfg)
     rc = resolve(cfg)
     mc: REGModelConfig = validate(REGModelConfig, rc.model, "model")  # type: ignore[assignment]
     tc: REGTrainConfig = validate(REGTrainConfig, rc.train, "train")  # type: ignore[assignment]
-    if _is_seq2seq(mc.backbone):
-        raise ConfigError(SEQ2SEQ_NOT_BUILT)
-    rcfg = tc.retriever_config() if "retriever" in tc.stages else None  # fails before any work
+    seq2seq = _is_seq2seq(mc.backbone)
+    if seq2seq and mc.finetune != "full":  # before any work
+        raise ConfigError("REG with an encoder–decoder backbone fine-tunes fully (the paper's T5-small): set "
+                          "model.finetune=full")
+    stage3 = next((s for s in tc.stages if s in ("g2", "joint")), None)
+    rcfg = tc.retriever_config() if "retriever" in tc.stages or stage3 else None  # fails before any work
+    if stage3:
+        tc.g2_config()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
@@ -164,25 +172,38 @@ def train_reg(cfg: dict, run_dir: str | Path, progress: bool = True, *, encoder=
             valid = with_attributes(valid, query_attributes(valid, index.tagger, progress and dist.is_main()))
     times["attributes"] = round(time.time() - t0, 2)
 
-    if "g1" in tc.stages:
-        t0 = time.time()
-        run_training(cfg, run_dir, train, valid, progress, model_cfg_cls=REGModelConfig, train_cfg_cls=REGTrainConfig,
-                     example_prompt=g1_prompt(mc))
-        times["g1"] = round(time.time() - t0, 2)
-    elif not (run_dir / "adapter" / "adapter_config.json").is_file():
-        raise ConfigError(f"train.stages={tc.stages} skips g1 but {run_dir} has no trained G1 (adapter/)")
+    if seq2seq:  # FiD G1 / G2 / joint (reg/fid_train.py)
+        from empathkit.methods.reg.fid_train import train_reg_fid
 
-    if rcfg is not None:
-        from empathkit.methods.reg.retriever import train_retriever
+        times.update(train_reg_fid(cfg, run_dir, index, train, valid, mc, tc, progress))
+    else:
+        if "g1" in tc.stages:
+            t0 = time.time()
+            run_training(cfg, run_dir, train, valid, progress, model_cfg_cls=REGModelConfig,
+                         train_cfg_cls=REGTrainConfig, example_prompt=g1_prompt(mc))
+            times["g1"] = round(time.time() - t0, 2)
+        elif not (run_dir / "adapter" / "adapter_config.json").is_file():
+            raise ConfigError(f"train.stages={tc.stages} skips g1 but {run_dir} has no trained G1 (adapter/)")
 
-        t0 = time.time()
-        g1 = load_g1(run_dir, mc, index.tagger if mc.needs_query_attributes else None)
-        train_retriever(index, g1, train, rcfg, run_dir / "retriever", progress)
-        times["retriever"] = round(time.time() - t0, 2)
+        if "retriever" in tc.stages:
+            from empathkit.methods.reg.retriever import train_retriever
+
+            t0 = time.time()
+            g1 = load_g1(run_dir, mc, index.tagger if mc.needs_query_attributes else None)
+            train_retriever(index, g1, train, rcfg, run_dir / "retriever", progress, mode=mc.mode)
+            times["retriever"] = round(time.time() - t0, 2)
+
+        if stage3:
+            from empathkit.methods.reg.joint import train_g2
+
+            t0 = time.time()
+            train_g2(cfg, run_dir, index, train, valid, mc, tc, joint=stage3 == "joint", progress=progress,
+                     g1_loader=lambda: load_g1(run_dir, mc, index.tagger if mc.needs_query_attributes else None))
+            times[stage3] = round(time.time() - t0, 2)
 
     if dist.is_main():
         (run_dir / "reg_stages.json").write_text(json.dumps(
-            {"stages": tc.stages, "seconds": times, "mode": mc.mode, "k": mc.k,
+            {"stages": tc.stages, "ablations": tc.ablations, "seconds": times, "mode": mc.mode, "k": mc.k,
              "attribute_source": mc.retrieval.attributes.source, "corpus_size": len(index),
              "train_examples": len(train), "valid_examples": len(valid or [])}, indent=2), encoding="utf-8")
     dist.barrier()

@@ -1,0 +1,96 @@
+"""REG for encoder–decoder backbones (empathkit/methods/reg/fid_train.py): FiD G1 → retriever → joint G2 on the tiny
+random T5 and the written dialogues (real MiniLM, skipped when absent; index without attributes). One torch thread."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from empathkit.api import load_generator
+from empathkit.data.jsonl import write_jsonl
+from empathkit.methods import METHODS
+from empathkit.models.generation import GenerationSettings
+from empathkit.testing import make_dialogues
+from tests.conftest import requires_minilm
+
+pytestmark = [requires_minilm, pytest.mark.usefixtures("one_torch_thread_module")]
+
+MODEL = {"backbone": "tiny-random-t5", "finetune": "full", "k": 2, "mode": "semantic", "attribute_tags": False,
+         "retrieval": {"encoder": "minilm-l6", "attributes": {"source": "none"}}}
+TRAIN = {"max_steps": 2, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0.0, "early_stopping_patience": None,
+         "save_every": 100, "stages": ["g1", "retriever", "joint"],
+         "retriever": {"pool": 2, "queries": 6, "batch_size": 4, "lr": 1e-3, "max_new_tokens": 4,
+                       "decode_batch_size": 12, "distill": {"k": 0.3}},
+         "g2": {"max_steps": 2, "retriever_lr": 1e-2}}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("reg-fid")
+    write_jsonl(make_dialogues(), d / "all.jsonl")
+    cfg = {"method": "reg", "seed": 0, "model": MODEL, "train": TRAIN,
+           "data": {"source": str(d / "all.jsonl"), "protocol": "every-listener"}}
+    return METHODS.get("reg").train(cfg, d / "run", progress=False), cfg
+
+
+def test_fid_stages_train_g1_g2_and_the_query_encoder(run):
+    from safetensors.torch import load_file
+
+    rd, _ = run
+    for f in ("model/config.json", "retriever/query_encoder", "g2/done", "g2/model/query_encoder"):
+        assert (rd / f).exists(), f
+    g1 = load_file(str(rd / "model" / "model.safetensors"))
+    g2 = load_file(str(rd / "g2" / "model" / "model.safetensors"))
+    assert g1.keys() == g2.keys() and any(not torch.equal(g1[k], g2[k]) for k in g1)
+    s2 = load_file(str(rd / "retriever" / "query_encoder" / "model.safetensors"))
+    s3 = load_file(str(rd / "g2" / "model" / "query_encoder" / "model.safetensors"))
+    assert any(not torch.equal(s2[k], s3[k]) for k in s2)
+    rows = [json.loads(x) for x in (rd / "g2" / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("kind") == "joint" for r in rows)
+    summary = json.loads((rd / "g2" / "train_summary.json").read_text())
+    assert summary["fusion"] == "fid" and summary["init"] == "g1" and summary["prompt_exemplars"] > 0
+
+
+def test_fid_run_loads_retrieves_per_request_and_round_trips(run, tmp_path):
+    from empathkit.data.protocols import to_examples
+
+    rd, _ = run
+    gen = load_generator(run_dir=rd)
+    assert type(gen).__name__ == "REGFiDRunGenerator" and gen.info["generator"] == "g2"
+    assert gen.info["query_encoder"] == "trained"
+    exs = to_examples(make_dialogues(), "every-listener")[:4]
+    s = GenerationSettings(max_new_tokens=5, batch_size=4)
+    preds = gen.generate(exs, s, progress=False)
+    for ex, p in zip(exs, preds):
+        assert len(p.extra["exemplars"]) == 2 and all(not e.startswith(ex.dialogue_id + "#") for e in p.extra["exemplars"])
+    reply = gen.chat([[{"role": "user", "content": "My dog died last week."}]], s)[0]
+    assert len(reply.info["exemplars"]) == 2
+    scores = gen.score(exs)
+    assert all(sc.tokens > 0 for sc in scores)
+    back = load_generator(run_dir=gen.save(tmp_path / "copy"))
+    assert [p.prediction for p in back.generate(exs, s, progress=False)] == [p.prediction for p in preds]
+    assert [p.extra["exemplars"] for p in back.generate(exs, s, progress=False)] == [p.extra["exemplars"] for p in preds]
+
+
+def test_fid_g1_rows_have_no_exemplar_and_g2_rows_one_passage_per_exemplar():
+    from empathkit.data.protocols import to_examples
+    from empathkit.methods.reg.config import REGModelConfig
+    from empathkit.methods.reg.fid_train import fid_generator, fid_rows
+    from empathkit.models.backbones import load_tokenizer
+    from empathkit.types import Exemplar
+
+    mc = REGModelConfig(**{**MODEL, "attribute_tags": True, "mode": "reg", "retrieval": {}})
+    gen = fid_generator(None, load_tokenizer("tiny-random-t5"), mc)
+    ex = to_examples(make_dialogues(), "every-listener")[0]
+    import dataclasses
+
+    ex = dataclasses.replace(ex, annotations=dataclasses.replace(ex.annotations, attributes={"sentiment": "low"}))
+    g1 = fid_rows(gen, [ex], None, 256)[0]
+    assert len(g1["passages"]) == 1 and "Exemplar" not in g1["passages"][0]
+    assert g1["passages"][0].startswith("[sentiment=low]\n") and g1["target"] == ex.target
+    assert ex.emotion not in g1["passages"][0].split("Assistant:")[0].split("\n", 1)[0]  # no gold emotion
+    exs = (Exemplar(id="a#1", response="So sorry."), Exemplar(id="b#1", response="That is hard."))
+    g2 = fid_rows(gen, [ex], {ex.id: exs}, 256)[0]
+    assert len(g2["passages"]) == 2 and "So sorry." in g2["passages"][0] and "That is hard." in g2["passages"][1]
