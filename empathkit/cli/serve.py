@@ -14,13 +14,20 @@ from empathkit.cli.common import console, friendly_errors
 REPLY_TOKENS = 96
 
 
-def build_generator(method: str, run: Optional[Path], max_new_tokens: Optional[int]):
+# interactive use runs bfloat16 weights where the CPU has native bf16 (2-2.6x batched generation at the same
+# reference perplexity, models/precision.py); `generate` for evaluation keeps float32
+CHAT_PRECISION = "auto"
+
+
+def build_generator(method: str, run: Optional[Path], max_new_tokens: Optional[int], precision: str = CHAT_PRECISION):
     """Shared by ``chat`` and ``serve``: a trained run (its own method) or a method with its default config, with
-    ``max_new_tokens`` (default :data:`REPLY_TOKENS`) as its default reply budget."""
+    ``max_new_tokens`` (default :data:`REPLY_TOKENS`) as its default reply budget, at ``precision``."""
     from empathkit.api import generation_settings, load_generator
 
-    gen = load_generator(method, run) if run is not None else load_generator(method, None, {})
-    gen.default_settings = generation_settings(None, gen, {"max_new_tokens": max_new_tokens or REPLY_TOKENS})
+    gen = load_generator(method, run, precision=precision) if run is not None else \
+        load_generator(method, None, {}, precision=precision)
+    gen.default_settings = generation_settings(None, gen, {"max_new_tokens": max_new_tokens or REPLY_TOKENS,
+                                                           "precision": precision})
     return gen
 
 
@@ -56,6 +63,11 @@ def serve(method: str = typer.Option("prompt", help="registered method (see `emp
           trim: bool = typer.Option(True, "--trim/--no-trim", help="trim a reply cut by the budget to its last "
                                     "complete sentence (untrimmed text in the metadata)"),
           threads: Optional[int] = typer.Option(None, min=1, help="torch threads (1 = best when the CPU is shared)"),
+          precision: str = typer.Option(CHAT_PRECISION, help="weights: float32 | bfloat16 | auto (bf16 where native)"),
+          max_prompt_tokens: Optional[int] = typer.Option(None, min=8, help="prompt token budget (default: the "
+                                                          "model's context minus max_tokens, or the generator's)"),
+          overflow: str = typer.Option("error", help="a last message over the budget: error (400) | truncate"),
+          shutdown_grace: float = typer.Option(3.0, min=0, help="seconds SIGTERM waits for in-flight replies"),
           max_tokens_limit: int = typer.Option(512, min=1, help="largest max_tokens a request may ask for"),
           stream_mode: str = typer.Option("tokens", help="tokens (real token streaming) | chunks"),
           model_id: Optional[str] = typer.Option(None, help="model id in /v1/models (default empathkit-<method>)"),
@@ -68,10 +80,12 @@ def serve(method: str = typer.Option("prompt", help="registered method (see `emp
 
     settings = validate(ServerSettings, dict(model_id=model_id, api_key=api_key or None, max_batch=max_batch,
                                              max_wait_ms=max_wait_ms, queue_size=queue_size, timeout=timeout,
-                                             max_tokens_limit=max_tokens_limit, stream_mode=stream_mode), "serve")
+                                             max_tokens_limit=max_tokens_limit, stream_mode=stream_mode,
+                                             max_prompt_tokens=max_prompt_tokens, overflow=overflow,
+                                             shutdown_grace=shutdown_grace), "serve")
     detector, safety = build_guards(safety_resources, emotion_classifier)
     set_threads(threads)
-    gen = build_generator(method, run, max_new_tokens)
+    gen = build_generator(method, run, max_new_tokens, precision)
     app = create_app(gen, settings, emotion_detector=detector, safety=safety)
     app.state.batcher.trim = trim
     if not detector.available:

@@ -252,8 +252,9 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
         return {"status": "ok", "model": model_id, "queue": {"waiting": batcher.queued, "capacity": cfg.queue_size},
                 "in_flight": batcher.in_flight, "stats": batcher.stats, "max_batch": cfg.max_batch,
                 "stream_mode": cfg.stream_mode,
-                "emotion_classifier": detector.available, "safety": cfg.safety and guard.config.enabled,
-                "auth": bool(cfg.api_key)}
+                "emotion_classifier": detector.available,
+                "emotion_classifier_info": getattr(detector, "description", None),
+                "safety": cfg.safety and guard.config.enabled, "auth": bool(cfg.api_key)}
 
     def _model_card() -> dict:
         return {"id": model_id, "object": "model", "created": created, "owned_by": "empathkit",
