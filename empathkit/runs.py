@@ -114,7 +114,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
             except json.JSONDecodeError as e:
                 raise DataError(f"invalid JSON ({e.msg} at column {e.colno})", file=str(p), line=lineno) from None
             except RecursionError:
-                raise DataError("JSON nested too deeply", file=str(p), line=lineno) from None
+                raise DataError("JSON nested deeper than the parser allows", file=str(p), line=lineno) from None
             if not isinstance(row, dict):
                 raise DataError("each line must be a JSON object", file=str(p), line=lineno)
             yield lineno, row

@@ -19,6 +19,6 @@ def test_deeply_nested_jsonl_line_is_a_data_error(tmp_path):
 
     p = tmp_path / "deep.jsonl"
     p.write_text('{"ok": 1}\n' + "[" * 100000 + "]" * 100000 + "\n")
-    with pytest.raises(DataError, match="nested too deeply") as e:
+    with pytest.raises(DataError, match="nested deeper") as e:
         read_jsonl(p)
     assert ":2" in str(e.value)

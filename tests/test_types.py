@@ -47,8 +47,8 @@ def test_prediction_without_annotations_keeps_the_old_row_shape(dialogues):
 @pytest.mark.parametrize("ann, field, msg", [
     ({"tokens": ["a", "b"], "reason_tags": ["<em>"]}, "reason_tags", "1 reason tags for 2 tokens"),
     ({"tokens": ["a"], "reason_tags": ["<emo>"]}, "reason_tags", "unknown reason tag"),
-    ({"intnet": "x"}, "annotation", "unknown annotation key"),
-    ({"tokens": "a b"}, "tokens", "list of strings"),
+    ({"intnet": "x"}, "annotation", "unknown field; did you mean 'intent'"),
+    ({"tokens": "a b"}, "tokens", "valid list"),
 ])
 def test_bad_annotations_name_file_line_and_field(tmp_path, ann, field, msg):
     from empathkit.data.jsonl import read_jsonl

@@ -10,8 +10,8 @@ whole.
 
 **Shared-prefix KV cache** (``prefix_cache``, default on): when every prompt of a call starts with the same tokens
 (the system prompt and template header), that prefix is prefilled once, kept on the model (:class:`PrefixStore`,
-a few entries, keyed by the prefix's token ids) and reused for every batch — and by later calls whose prompts
-start with a stored prefix (a server's requests share the system prompt). Rows are laid out as
+a few entries, keyed by the prefix's token ids) and reused for every batch — and by later calls with the same
+common prefix. Single-prompt calls are not cached, so the layout depends only on the call's own prompts. Rows are laid out as
 ``[prefix][padding][suffix]``: the attention mask hides the padding and position ids follow the mask, so the
 result is the uncached computation (greedy tokens identical on the test models; logits within float rounding).
 It is skipped for encoder–decoder models and when ``batch_context`` is given (ECG-LoRA's per-row gate changes the
@@ -155,8 +155,8 @@ def _weights_key(model) -> tuple:
 
 class PrefixStore:
     """Prefilled KV caches of shared prompt prefixes for one model (hand-written: transformers caches one call's
-    prompt, not a prefix shared across calls). ``get(seqs)`` returns ``(length, cache)`` of the longest stored
-    prefix every sequence starts with, prefilling the sequences' common prefix first when none is stored."""
+    prompt, not a prefix shared across calls). ``get(seqs)`` returns ``(length, cache)`` for the common prefix of
+    the call's prompts (two or more), prefilled on first use and reused by later calls with the same prefix."""
 
     def __init__(self, model, size: int = 4):
         self.model, self.size = model, size
@@ -168,18 +168,18 @@ class PrefixStore:
         if key != getattr(self, "_weights", None):  # trained / converted since: the stored caches are stale
             self.entries.clear()
             self._weights = key
-        best = max((k for k in self.entries if all(len(x) > len(k) and tuple(x[:len(k)]) == k for x in seqs)),
-                   key=len, default=None)
-        if best is not None and (len(seqs) == 1 or len(best) >= _common_prefix(seqs)):
-            self.hits += 1
-            self.entries[best] = self.entries.pop(best)  # most recently used last
-            return len(best), self.entries[best]
+        # the prefix used depends on the call's own prompts only (their common prefix), never on what earlier calls
+        # stored: a resumed or re-run call lays its rows out the same way, so sampled outputs match too
         p = _common_prefix(seqs) if len(seqs) > 1 else 0
         if p < MIN_PREFIX:
-            return (len(best), self.entries[best]) if best is not None else (0, None)
+            return 0, None
+        key = tuple(seqs[0][:p])
+        if key in self.entries:
+            self.hits += 1
+            self.entries[key] = self.entries.pop(key)  # most recently used last
+            return p, self.entries[key]
         from transformers import DynamicCache
 
-        key = tuple(seqs[0][:p])
         cache = DynamicCache()
         with torch.no_grad():
             self.model(input_ids=torch.tensor([list(key)], device=self.model.device), use_cache=True,

@@ -6,7 +6,7 @@ Measured on a 2-core Xeon with AMX (``benchmarks/results/generation.md``): bfloa
 ~2–2.6× faster than float32 at a reference perplexity within 0.2 %, but change most greedy texts (≈ 1 in 3 stays
 identical) and do not speed up batch-1 decoding (per-token overhead, not weight bytes, bounds it there). Hence the
 defaults: ``float32`` for ``generate`` / evaluation (numbers that do not depend on the CPU's instruction set),
-``auto`` for interactive ``chat`` / ``serve``. The weights are converted in place once, at load; the generator's
+``auto`` for interactive ``chat`` / ``serve``. The weights are converted once, at load (into a copy: a cached backbone stays as it is); the generator's
 ``score`` then runs at the same precision (perplexity is reported per precision).
 
 Weight-only int8 (torchao 0.18 ``Int8WeightOnlyConfig``) was measured too and is not offered: on this CPU it
@@ -46,7 +46,10 @@ def apply_precision(generator, precision: str) -> str:
         return name
     dtype = getattr(torch, name)
     if next(model.parameters()).dtype != dtype:
-        model.to(dtype)
+        import copy
+
+        # a copy: the loaded model may be shared (``cached_backbone``) with generators that keep their precision
+        generator.model = copy.deepcopy(model).to(dtype)
     info = getattr(generator, "info", None)
     if isinstance(info, dict):
         info["precision"] = name

@@ -26,7 +26,7 @@ import torch
 from transformers import TrainerCallback, TrainingArguments
 
 from empathkit.config import validate
-from empathkit.errors import ConfigError, ResourceMissing
+from empathkit.errors import ConfigError, DataError, ResourceMissing
 from empathkit.training import distributed as dist
 from empathkit.training.backbone import build_lora_model, count_parameters, load_base
 from empathkit.training.config import LMModelConfig, LMTrainConfig
@@ -102,6 +102,11 @@ def training_examples(rc, tc: LMTrainConfig, train_examples=None, valid_examples
         try:
             valid_examples = examples_for(rc, "valid")
         except ResourceMissing:
+            valid_examples = None
+        except DataError as e:  # a JSONL file without a valid split: train without early stopping, and say so
+            if e.field != "split":
+                raise
+            log.warning("no validation examples (%s): training without early stopping", e)
             valid_examples = None
     if not train_examples:
         raise ConfigError("no training examples (check data.source / data.train_limit)")

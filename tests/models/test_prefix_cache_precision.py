@@ -59,12 +59,13 @@ def test_prefix_cache_logits_match(tiny):
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
 
 
-def test_later_calls_reuse_the_stored_prefix_and_single_prompts_hit_it(tiny):
+def test_later_calls_with_the_same_prefix_reuse_it_and_single_prompts_are_not_cached(tiny):
     model, tok = tiny
     _texts(model, tok, PROMPTS[:3])
-    one = _texts(model, tok, [PROMPTS[3]])
-    assert prefix_store(model).hits == 1
-    assert one == _texts(model, tok, [PROMPTS[3]], prefix_cache=False)
+    again = _texts(model, tok, PROMPTS[1:4])
+    assert prefix_store(model).hits == 1 and prefix_store(model).misses == 1
+    assert again == _texts(model, tok, PROMPTS[1:4], prefix_cache=False)
+    assert prefix_store(model).get([[1, 2, 3] * 10]) == (0, None)
 
 
 def test_changed_weights_empty_the_store(tiny):
@@ -148,3 +149,13 @@ def test_generate_applies_and_records_the_precision(tmp_path):
     rd = run_generate(cfg, progress=False)
     rows = read_jsonl(rd / "predictions.jsonl")
     assert rows and all(r["settings"]["precision"] == "bfloat16" for r in rows)
+
+
+def test_apply_precision_leaves_a_shared_model_alone():
+    from empathkit.methods.prompt import PromptConfig, PromptGenerator
+
+    model, tok = tiny_random_llama(seed=2)
+    a, b = PromptGenerator(model, tok, PromptConfig()), PromptGenerator(model, tok, PromptConfig())
+    apply_precision(a, "bfloat16")
+    assert next(a.model.parameters()).dtype == torch.bfloat16
+    assert next(b.model.parameters()).dtype == torch.float32 and b.model is model
