@@ -93,10 +93,12 @@ class Encoder:
     def dim(self) -> int:
         return embedding_dim(self.model)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool | str = False) -> np.ndarray:
+        """``show_progress``: False, True or a description — one labelled bar counting texts (sentence-transformers'
+        own unlabelled "Batches" bar stays off)."""
         todo = list(dict.fromkeys(t for t in texts if t not in self.memo))
         if todo:
-            vecs = self.model.encode(todo, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=show_progress)
+            vecs = self._encode_new(todo, batch_size, show_progress)
             if len(self.memo) + len(todo) > self.memo_size:
                 self.memo.clear()
             for t, v in zip(todo, vecs):
@@ -107,6 +109,21 @@ class Encoder:
             return np.stack([self.memo[t] if t in self.memo else self.model.encode([t], convert_to_numpy=True)[0]
                              for t in texts]).astype(np.float32)
         return np.stack([self.memo[t] for t in texts])
+
+    def _encode_new(self, todo: list[str], batch_size: int, show_progress: bool | str) -> np.ndarray:
+        if not show_progress:
+            return self.model.encode(todo, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+        from tqdm.auto import tqdm
+
+        desc = show_progress if isinstance(show_progress, str) else "embedding"
+        chunk = max(batch_size, 1024)
+        parts = []
+        with tqdm(total=len(todo), desc=desc, unit="text") as bar:
+            for i in range(0, len(todo), chunk):
+                parts.append(self.model.encode(todo[i:i + chunk], batch_size=batch_size, convert_to_numpy=True,
+                                               show_progress_bar=False))
+                bar.update(len(todo[i:i + chunk]))
+        return np.concatenate(parts)
 
 
 @functools.lru_cache(maxsize=4)

@@ -34,7 +34,7 @@ def _features(clf_cfg: ClassifierConfig, inputs: list, encoder, desc: str) -> np
     """Embed ``inputs`` through a temporary classifier object (same preprocessing as at prediction time)."""
     tmp = TextClassifier(clf_cfg, np.zeros((len(clf_cfg.labels), 1)), np.zeros(len(clf_cfg.labels)), encoder=encoder)
     log.info("embedding %d %s inputs …", len(inputs), desc)
-    return tmp.features(inputs, batch_size=64, show_progress=len(inputs) > 2000)
+    return tmp.features(inputs, batch_size=64, show_progress=f"embedding {desc} inputs" if len(inputs) > 2000 else False)
 
 
 def _store_paths(encoder_name: str, max_seq_length: int) -> tuple[Path, Path]:
