@@ -37,16 +37,14 @@ class Crash(Exception):
     pass
 
 
-def test_an_interrupted_generate_resumes_with_the_uninterrupted_outputs(cfg, monkeypatch):
-    whole = rows(run_generate(cfg, progress=False, chunk_size=4))
-    assert len(whole) == 24 and len({r["id"] for r in whole}) == 24
-
+def crash_on_call(monkeypatch, cfg, n: int) -> None:
+    """Run ``generate`` with ``CausalLMGenerator.generate`` raising on its ``n``-th chunk, then restore it."""
     calls = {"n": 0}
     real = CausalLMGenerator.generate
 
     def crashing(self, examples, *a, **kw):
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == n:
             raise Crash
         return real(self, examples, *a, **kw)
 
@@ -54,6 +52,13 @@ def test_an_interrupted_generate_resumes_with_the_uninterrupted_outputs(cfg, mon
     with pytest.raises(Crash):
         run_generate(cfg, progress=False, chunk_size=4)
     monkeypatch.setattr(CausalLMGenerator, "generate", real)
+
+
+def test_an_interrupted_generate_resumes_with_the_uninterrupted_outputs(cfg, monkeypatch):
+    whole = rows(run_generate(cfg, progress=False, chunk_size=4))
+    assert len(whole) == 24 and len({r["id"] for r in whole}) == 24
+
+    crash_on_call(monkeypatch, cfg, 4)
     (run_dir,) = [d for d in Path(cfg["output_dir"]).iterdir() if not (d / "predictions.jsonl").exists()]
     partial = run_dir / "predictions.partial.jsonl"
     assert len(partial.read_text().splitlines()) == 12 and not (run_dir / "predictions.jsonl").exists()
@@ -72,19 +77,7 @@ def test_an_interrupted_generate_resumes_with_the_uninterrupted_outputs(cfg, mon
 
 
 def test_resume_refuses_predictions_of_other_examples(cfg, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    real = CausalLMGenerator.generate
-
-    def crashing(self, examples, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Crash
-        return real(self, examples, *a, **kw)
-
-    monkeypatch.setattr(CausalLMGenerator, "generate", crashing)
-    with pytest.raises(Crash):
-        run_generate(cfg, progress=False, chunk_size=4)
-    monkeypatch.setattr(CausalLMGenerator, "generate", real)
+    crash_on_call(monkeypatch, cfg, 2)
     (run_dir,) = list((tmp_path / "runs").iterdir())
     partial = run_dir / "predictions.partial.jsonl"
     lines = partial.read_text().splitlines()

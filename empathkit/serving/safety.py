@@ -420,6 +420,14 @@ class SafetyLayer:
             parts.append(line)
         return " ".join(p for p in parts if p)
 
+    def metadata(self, result: SafetyResult) -> dict[str, Any]:
+        """``result.to_json()`` plus, when it is flagged, the configured resources as data (``resources``: name /
+        contact / url / region of each), so an API client can show them its own way, not only inside the reply."""
+        out = result.to_json()
+        if result.flagged:
+            out["resources"] = [r.model_dump(exclude_none=True) for r in self.config.resources]
+        return out
+
     def reply(self, result: SafetyResult) -> str:
         tpl = self.config.messages.get(result.category or "suicide", DEFAULT_MESSAGES["suicide"])
         return tpl.replace("{resources}", self.resources_text()).strip()

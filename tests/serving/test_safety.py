@@ -158,3 +158,15 @@ def test_classifier_hook_callable_and_predict_object():
 
 def test_disabled_layer_flags_nothing():
     assert not SafetyLayer(SafetyConfig(enabled=False)).check("I want to kill myself").flagged
+
+
+def test_metadata_lists_the_configured_resources_only_when_flagged():
+    from empathkit.serving.safety import Resource, SafetyConfig, SafetyLayer
+
+    layer = SafetyLayer(SafetyConfig(resources=[Resource(name="Test line", contact="000", region="nowhere")]))
+    flagged = layer.check("I want to kill myself")
+    assert flagged.flagged
+    meta = layer.metadata(flagged)
+    assert meta["resources"] == [{"name": "Test line", "contact": "000", "region": "nowhere"}]
+    assert meta["category"] == "suicide"
+    assert "resources" not in layer.metadata(layer.check("I had a lovely day at the beach"))
