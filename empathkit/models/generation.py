@@ -40,6 +40,8 @@ class GenerationSettings(BaseModel):
     temperature: float = Field(0.7, gt=0.0, le=5.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     repetition_penalty: float = Field(1.1, ge=1.0, le=3.0)
+    num_beams: int = Field(1, ge=1, le=16, description="beam search width (1 = greedy / sampling); a beam-searched "
+                                                        "reply is produced whole: no token streaming, no prefix cache")
     batch_size: int = Field(32, ge=1, le=1024)
     max_prompt_tokens: int | None = Field(384, ge=8)
     seed: int = 0
@@ -61,6 +63,8 @@ def generate_kwargs(s: GenerationSettings, tokenizer) -> dict:
     """``model.generate`` keyword arguments for these settings."""
     kw = dict(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, repetition_penalty=s.repetition_penalty,
               pad_token_id=tokenizer.pad_token_id)
+    if s.num_beams > 1:
+        kw.update(num_beams=s.num_beams)
     if s.do_sample:
         kw.update(temperature=s.temperature, top_p=s.top_p)
     else:
@@ -225,8 +229,9 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], settings: Generatio
     tokenizer.padding_side = "right" if encoder_decoder else "left"
     enc_ids = [tokenizer(p, add_special_tokens=encoder_decoder)["input_ids"] for p in prompts]
     enc_lens = [len(x) for x in enc_ids]
+    beams = s.num_beams > 1  # HF beam search takes neither a streamer nor per-row stopping: whole replies only
     use_prefix = bool(s.prefix_cache and not encoder_decoder and batch_context is None and prompts
-                      and tokenizer.pad_token_id is not None)
+                      and tokenizer.pad_token_id is not None and not beams)
     p_len, p_cache = prefix_store(model).get(enc_ids) if use_prefix else (0, None)
     out: list[Output | None] = [None] * len(prompts)
     gen_kwargs = generate_kwargs(s, tokenizer)
@@ -246,10 +251,10 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], settings: Generatio
             batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                               add_special_tokens=encoder_decoder)
             batch = {k: v.to(model.device) for k, v in batch.items()}
-        stop = _RowStop(idx, should_stop) if should_stop is not None else None
+        stop = _RowStop(idx, should_stop) if should_stop is not None and not beams else None
         if stop is not None:
             extra["stopping_criteria"] = StoppingCriteriaList([stop])
-        streamer = RowStreamer(tokenizer, idx, on_text, skip_prompt=True) if on_text is not None else None
+        streamer = RowStreamer(tokenizer, idx, on_text, skip_prompt=True) if on_text is not None and not beams else None
         if streamer is not None:
             extra["streamer"] = streamer
         ctx = batch_context(idx) if batch_context else contextlib.nullcontext()
@@ -268,6 +273,8 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], settings: Generatio
             else:
                 finish = "length" if n_new >= s.max_new_tokens else "stop"
             out[i] = Output(tokenizer.decode(toks, skip_special_tokens=True).strip(), enc_lens[i], n_new, finish)
+            if beams and on_text is not None:  # the whole reply as one delta
+                on_text(i, out[i].text)
         bar.update(len(idx))
     bar.close()
     return out  # type: ignore[return-value]

@@ -159,3 +159,21 @@ def test_apply_precision_leaves_a_shared_model_alone():
     apply_precision(a, "bfloat16")
     assert next(a.model.parameters()).dtype == torch.bfloat16
     assert next(b.model.parameters()).dtype == torch.float32 and b.model is model
+
+
+def test_beam_search_reaches_generate_and_arrives_whole(tiny):
+    """num_beams > 1: HF beam search (no prefix cache, no streaming); on_text gets each reply once, whole."""
+    model, tok = tiny
+    s = dict(max_new_tokens=6, batch_size=2, repetition_penalty=1.0)
+    greedy = generate_texts(model, tok, PROMPTS[:2], GenerationSettings(**s), progress=False)
+    deltas: dict[int, list[str]] = {}
+    misses = prefix_store(model).misses
+    beam = generate_texts(model, tok, PROMPTS[:2], GenerationSettings(num_beams=4, **s), progress=False,
+                          on_text=lambda i, d: deltas.setdefault(i, []).append(d))
+    assert {i: "".join(d) for i, d in deltas.items()} == {i: o.text for i, o in enumerate(beam)}
+    assert all(len(d) == 1 for d in deltas.values())
+    assert prefix_store(model).misses == misses  # the prefix cache stayed off
+
+    # the tiny model's greedy replies repeat one token; its beams find other sequences (num_beams reached generate)
+    assert [o.text for o in beam] != [o.text for o in greedy]
+    assert [o.new_tokens for o in beam] == [6, 6] and all(o.finish_reason == "length" for o in beam)
