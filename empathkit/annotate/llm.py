@@ -12,11 +12,14 @@ Every reply is validated as JSON: ``{"tags": [...]}`` with exactly one ``<em>``/
 
 Config (``--llm key=value`` / a dict): ``base_url`` (or ``$EMPATHKIT_LLM_BASE_URL``), ``model``, ``api_key_env``
 (the *name* of an environment variable holding the key; none is sent when unset), ``timeout`` (s), ``retries``,
-``max_workers``, ``backoff`` (s, times the attempt number), ``json_mode`` (send ``response_format``).
+``max_workers``, ``backoff`` (s, times the attempt number), ``json_mode`` (send ``response_format``), ``cache`` (a
+JSONL file of the endpoint's replies keyed by the request body: a re-run replays them instead of asking again —
+the same replies, so the same tags and rejections; timeouts and HTTP errors are not replies and are not cached).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -61,6 +64,7 @@ class LLMConfig(BaseModel):
     backoff: float = Field(0.5, ge=0)
     json_mode: bool = False
     max_tokens: int = Field(512, ge=16)
+    cache: str | None = Field(None, description="JSONL file of replies by request body, replayed by re-runs")
 
 
 class LLMClient:
@@ -82,8 +86,17 @@ class LLMClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(base_url=config.base_url.rstrip("/"), headers=headers, timeout=config.timeout)
         self.rejected: Counter = Counter()
-        self.requests = 0
+        self.requests = self.cached = 0
         self._lock = threading.Lock()
+        self._cache: dict[str, str] = {}
+        if config.cache and os.path.isfile(config.cache):
+            with open(config.cache, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                        self._cache[rec["key"]] = rec["content"]
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a partial last line (a killed run): that request is asked again
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | LLMConfig) -> "LLMClient":
@@ -95,14 +108,20 @@ class LLMClient:
             cfg = validate(LLMConfig, cfg, "llm")
         return cls(cfg)  # type: ignore[arg-type]
 
-    def _complete(self, system: str, user: str) -> str:
+    def _complete(self, system: str, user: str, attempt: int = 0) -> str:
         import httpx
 
         body: dict[str, Any] = {"model": self.config.model, "temperature": 0, "max_tokens": self.config.max_tokens,
                                 "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
         if self.config.json_mode:
             body["response_format"] = {"type": "json_object"}
+        # the attempt is part of the key: a retry asks again (a sampling endpoint may answer better), and a re-run
+        # replays each attempt's own reply
+        key = hashlib.sha256(json.dumps([body, attempt], sort_keys=True).encode()).hexdigest()
         with self._lock:
+            if key in self._cache:
+                self.cached += 1
+                return self._cache[key]
             self.requests += 1
         try:
             r = self._http.post("/chat/completions", json=body)
@@ -113,9 +132,15 @@ class LLMClient:
         if r.status_code != 200:
             raise _Bad("http-error", f"HTTP {r.status_code}")
         try:
-            return str(r.json()["choices"][0]["message"]["content"] or "")
+            content = str(r.json()["choices"][0]["message"]["content"] or "")
         except (ValueError, KeyError, IndexError, TypeError):
             raise _Bad("malformed-response", "not a chat-completion object") from None
+        if self.config.cache:
+            with self._lock:
+                self._cache[key] = content
+                with open(self.config.cache, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"key": key, "content": content}, ensure_ascii=False) + "\n")
+        return content
 
     def ask(self, system: str, user: str, check: Callable[[Any], Any]) -> Any:
         """Send, parse the reply as JSON, ``check`` it (raises :class:`_Bad` or returns the value); retry."""
@@ -124,7 +149,7 @@ class LLMClient:
             if attempt and self.config.backoff:
                 time.sleep(self.config.backoff * attempt)
             try:
-                return check(parse_json(self._complete(system, user)))
+                return check(parse_json(self._complete(system, user, attempt)))
             except _Bad as e:
                 last = e
                 with self._lock:

@@ -13,6 +13,7 @@ import pytest
 from empathkit.annotate.base import Rejected
 from empathkit.annotate.llm import LLMClient, LLMIntents, LLMTagger
 from empathkit.errors import ConfigError
+from empathkit.types import Turn
 
 
 class FakeLLM(BaseHTTPRequestHandler):
@@ -127,3 +128,55 @@ def test_pipeline_skips_rejected_dialogue_and_resume_retries(server, tmp_path, d
     assert meta["counts"]["rejected_replies"] == {"wrong-tags": 2}
     rep2 = annotate(ds, ann, tmp_path / "a.jsonl", progress=False)  # resume: only the rejected one is retried
     assert rep2.resumed == 3 and rep2.written == 0 and rep2.rejected_replies == {"wrong-tags": 2}
+
+
+def test_agreement_report_llm_row_on_a_sample(server, tmp_path, dialogues, monkeypatch):
+    """The LLM on the first N turns of the sample only: its pairs are scored on those turns, its rejected turns are
+    counted by reason (and left out of the scores), the report names the prompt versions and the endpoint's model."""
+    from empathkit.annotate import agreement, intents, lexicon
+    from empathkit.data.jsonl import write_jsonl
+    from empathkit.types import Dialogue
+
+    from _annotate_fakes import FixedIntents, KeywordTagger
+
+    class Lexicon(KeywordTagger):  # stands in for the NRC lexicon tagger
+        annotator = "lexicon@1"
+
+        def __init__(self, *a, **k):
+            super().__init__(("sad", "WRONG"))
+
+    monkeypatch.setattr(lexicon, "LexiconTagger", Lexicon)
+    monkeypatch.setattr(intents, "ClassifierIntents", lambda *a, **k: FixedIntents())
+    bad = Dialogue("bad", "sad", "", (Turn("speaker", "WRONG so sad"), Turn("listener", "What happened?")), "test")
+    sad = Dialogue("sad", "sad", "", (Turn("speaker", "I am sad today."), Turn("listener", "Why?"),
+                                       Turn("speaker", "My cat is sad and so am I"), Turn("listener", "Oh no.")), "test")
+    ds = [sad] + [Dialogue(d.id, d.emotion, d.situation, d.turns, "test") for d in dialogues[:3]]
+    src = tmp_path / "test.jsonl"
+    write_jsonl([bad] + ds, src)
+    r = agreement.agreement_report(10, source=str(src), era_path=str(tmp_path / "no-era"), llm_sample=3,
+                                   llm_config={"base_url": server, "model": "fake", "timeout": 2, "retries": 1,
+                                               "backoff": 0})
+    llm = r["llm"]
+    assert llm["sample"] == {"speaker_turns": 3, "listener_turns": 3}
+    assert llm["prompt_versions"] == {"reason": "reason-v1", "intent": "intent-v1"}
+    assert llm["rejected_turns"]["tags"] == {"wrong-tags": 1} and llm["rejected_replies"] == {"wrong-tags": 2}
+    assert llm["requests"] == 2 + 2 + 3  # the rejected turn twice (1 retry), 2 good speaker turns, 3 listener turns
+    assert r["tags"]["lexicon vs llm"]["turns"] == 2  # the rejected turn is left out, not scored as disagreement
+    assert r["tags"]["lexicon vs llm"]["token"]["f1"] == 1.0  # the fake tags 'sad' as the stand-in lexicon does
+    assert r["tags"]["lexicon vs llm"]["token"]["tokens"] == 5 + 8  # "I am sad today ." + 8 words
+    assert r["intents"]["intent-classifier vs llm"]["n"] == 3.0
+    assert r["sample"]["speaker_turns"] > 3 and r["summary"]["llm: rejected speaker turns"] == 1
+    assert "ERA not included" in " ".join(r["notes"])
+    assert isinstance(llm["endpoint_models"], str)  # the fake has no GET /models: the error, as text
+
+
+def test_reply_cache_replays_the_same_replies(server, tmp_path):
+    FakeLLM.calls.clear()
+    turns = [["I", "am", "sad"], ["WRONG", "x"], ["MALFORMED", "sad"]]
+    first = client(server, retries=1, cache=str(tmp_path / "replies.jsonl"))
+    out = LLMTagger(first).tag(turns)
+    assert first.requests == 1 + 2 + 2 and first.cached == 0
+    (tmp_path / "replies.jsonl").open("a").write('{"key": "partial')  # a killed run's last line
+    again = client(server, retries=1, cache=str(tmp_path / "replies.jsonl"))
+    assert LLMTagger(again).tag(turns) == out and again.rejected == first.rejected  # same replies, same rejections
+    assert again.requests == 0 and again.cached == 5 and sum(FakeLLM.calls.values()) == 5

@@ -3,7 +3,8 @@
 What a new user sees: the detected emotion with its probability and the classifier that produced it (or a notice
 saying how to get one), replies that end with a complete sentence (a reply cut by the token budget is trimmed, and
 the final event corrects what was streamed), the run and method, ECG-LoRA's gate per reply and a slider to force it,
-the crisis notice styled apart, and REG exemplars / ReflectDiffu intents from the metadata. Screenshots go to the
+the crisis notice styled apart, REG exemplars / ReflectDiffu intents from the metadata, and the user's
+emotion-reason words marked (metadata "reasons", empathkit.annotate.highlight). Screenshots go to the
 test's tmp folder, or to ``$EMPATHKIT_SCREENSHOTS`` when set (to look at them); the crisis colour and the gate bar's
 fill are checked on the screenshots themselves.
 """
@@ -19,7 +20,7 @@ import pytest
 from serving_helpers import EchoGenerator, StubEmotionClassifier, stub_detector, tiny_gen  # noqa: F401 (fixtures)
 
 from empathkit.serving.emotion import EmotionDetector
-from empathkit.serving.server import BackgroundServer, create_app
+from empathkit.serving.server import BackgroundServer, ServerSettings, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -65,6 +66,46 @@ class RetrievalLike(EchoGenerator):
                            "intent_first": "questioning", "intent_twice": "consoling", "intent": "sympathizing",
                            "reflect_steps": 8})
         return replies
+
+
+class ReasonsLike(EchoGenerator):
+    """Reports the user's emotion-reason words as the server does (``reasons``: spans + annotator) while the server
+    does not compute them itself yet (no ``ServerSettings.highlight_reasons``); otherwise a plain echo."""
+
+    name = "reasons-like"
+
+    def __init__(self, tagger):
+        super().__init__()
+        self.tagger = tagger
+
+    def chat(self, conversations, settings=None, controls=None, **kw):
+        from empathkit.annotate.highlight import reason_metadata
+
+        replies = super().chat(conversations, settings, controls, **kw)
+        if not SERVER_HIGHLIGHTS:
+            for r, c in zip(replies, conversations):
+                r.info["reasons"] = reason_metadata(next(m["content"] for m in reversed(c) if m["role"] == "user"),
+                                                    self.tagger)
+        return replies
+
+
+SERVER_HIGHLIGHTS = "highlight_reasons" in ServerSettings.model_fields
+MARK_BG = (255, 224, 138)  # mark.reason's background in index.html
+
+
+@pytest.fixture
+def written_lexicon(tmp_path_factory, monkeypatch):
+    """A reason tagger on a tiny written lexicon (made-up scores, not NRC entries), also as the server's tagger."""
+    from empathkit.annotate import highlight
+    from empathkit.annotate.lexicon import LexiconTagger
+
+    d = tmp_path_factory.mktemp("lex")
+    (d / "int.txt").write_text("word\temotion\temotion-intensity-score\nhappy\tjoy\t0.8\nworry\tfear\t0.6\n"
+                               "sad\tsadness\t0.9\n")
+    (d / "emolex.txt").write_text("betray\tanger\t1\r\nbetray\tdisgust\t1\r\n")
+    tagger = LexiconTagger(d / "emolex.txt", d / "int.txt")
+    monkeypatch.setitem(highlight._TAGGER, "t", tagger)
+    return tagger
 
 
 @pytest.fixture
@@ -224,6 +265,32 @@ def test_page_says_how_to_get_a_classifier_and_renders_exemplars_and_intents(bro
         more = bot.find_element(By.CSS_SELECTOR, ".method-info").text
         assert "method's emotion: sad" in more and "reflect_steps: 8" in more  # unknown keys: listed generically
         browser.save_screenshot(str(shots / "3-exemplars.png"))
+
+
+def test_page_marks_the_users_emotion_reason_words(browser, written_lexicon, shots):
+    from selenium.webdriver.common.by import By
+
+    app = create_app(ReasonsLike(written_lexicon), {"model_id": "rs"})
+    with BackgroundServer(app) as url:
+        open_page(browser, url, "rs")
+        # an emoji before a span (offsets are code points, JS strings count UTF-16 units) and markup that must stay text
+        text = 'I am not happy 😢 and <b>so</b> worried & "sad" about it'
+        user, bot = say(browser, text)
+        span = user.find_element(By.CSS_SELECTOR, ".text")
+        marks = span.find_elements(By.CSS_SELECTOR, "mark.reason")
+        assert [m.text for m in marks] == ["not happy", "worried", "sad"]
+        assert span.get_attribute("data-reasons") == "3" and span.get_attribute("data-annotator") == "lexicon@1"
+        assert all("lexicon@1" in m.get_attribute("title") for m in marks)  # the annotator, in the tooltip
+        assert browser.execute_script("return arguments[0].textContent", span) == text  # nothing lost or added
+        assert not span.find_elements(By.CSS_SELECTOR, "b")  # the user's markup is shown as text, never parsed
+        assert not bot.find_elements(By.CSS_SELECTOR, "mark")  # only the user's words are marked
+        browser.save_screenshot(str(shots / "5-reasons.png"))
+        assert share(image(marks[1].screenshot_as_png), MARK_BG, tol=12) > 0.3  # visibly marked
+
+        user, _ = say(browser, "We went to the shop.")  # no cue: the message is shown as it is, unmarked
+        span = user.find_element(By.CSS_SELECTOR, ".text")
+        assert span.text == "We went to the shop." and not span.find_elements(By.CSS_SELECTOR, "mark")
+        assert span.get_attribute("data-reasons") == "0"
 
 
 @pytest.mark.integration
