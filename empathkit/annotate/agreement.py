@@ -102,10 +102,15 @@ def agreement_report(n_dialogues: int = 200, seed: int = 0, *, source: str | Non
         intent_pairs[f"{a} vs {b}"] = label_agreement([x for x, _ in both], [y for _, y in both])
     em_rate = {n: sum(x == "<em>" for s in t if isinstance(s, list) for x in s) /
                max(1, sum(len(s) for s in t if isinstance(s, list))) for n, t in tags.items()}
-    summary = {f"tags {k}: token F1": round(v["token"]["f1"], 3) for k, v in tag_pairs.items()}
-    summary |= {f"tags {k}: span F1": round(v["span"]["f1"], 3) for k, v in tag_pairs.items()}
-    summary |= {f"intents {k}: accuracy": round(v["accuracy"], 3) for k, v in intent_pairs.items()}
-    summary |= {f"intents {k}: kappa": round(v["kappa"], 3) for k, v in intent_pairs.items()}
+    # a pair with no turn labelled by both (e.g. an LLM whose every reply was rejected) has no score, not a score 0
+    notes += [f"tags {k}: no speaker turn tagged by both, no score" for k, v in tag_pairs.items() if not v["turns"]]
+    notes += [f"intents {k}: no listener turn labelled by both, no score" for k, v in intent_pairs.items() if not v["n"]]
+    tag_pairs_s = {k: v for k, v in tag_pairs.items() if v["turns"]}
+    intent_pairs_s = {k: v for k, v in intent_pairs.items() if v["n"]}
+    summary = {f"tags {k}: token F1": round(v["token"]["f1"], 3) for k, v in tag_pairs_s.items()}
+    summary |= {f"tags {k}: span F1": round(v["span"]["f1"], 3) for k, v in tag_pairs_s.items()}
+    summary |= {f"intents {k}: accuracy": round(v["accuracy"], 3) for k, v in intent_pairs_s.items()}
+    summary |= {f"intents {k}: kappa": round(v["kappa"], 3) for k, v in intent_pairs_s.items()}
     llm = None
     if client is not None:
         llm = llm_section(client, tags["llm"][:n_sp], labels["llm"][:n_li], seconds)

@@ -129,8 +129,12 @@ class LLMClient:
             raise _Bad("timeout") from None
         except httpx.HTTPError as e:
             raise _Bad("http-error", type(e).__name__) from None
-        if r.status_code != 200:
-            raise _Bad("http-error", f"HTTP {r.status_code}")
+        if r.status_code != 200:  # the endpoint's own error message says why (e.g. over its prompt budget)
+            try:
+                why = str(r.json()["error"]["message"])
+            except (ValueError, KeyError, TypeError):
+                why = r.text
+            raise _Bad("http-error", f"HTTP {r.status_code}: {why[:200]}")
         try:
             content = str(r.json()["choices"][0]["message"]["content"] or "")
         except (ValueError, KeyError, IndexError, TypeError):

@@ -43,3 +43,21 @@ def test_trained_era_if_present():
     h, mask = era.reason_states([["I", "was", "so", "scared", "of", "the", "storm", "."]])
     assert h.shape == (1, 8, era.dim) and era.dim == 384 and mask.all()
     assert len(era.tag([["I", "am", "not", "happy"]])[0]) == 4
+
+
+def test_trained_era_highlights_a_written_message():
+    """The chat page's highlight with the real trained ERA (and the real lexicon, its teacher) on a written message."""
+    from empathkit.annotate.era import default_era_path, load_era
+    from empathkit.annotate.highlight import reason_metadata
+    from empathkit.annotate.lexicon import LexiconTagger
+    from empathkit.annotate.pipeline import ERATagger
+
+    if not (default_era_path() / "head.safetensors").is_file():
+        pytest.skip("ERA not trained (empathkit annotate --train-era)")
+    text = "I was so scared of the storm last night, and I'm not happy about the broken window."
+    for tagger in (ERATagger(load_era()), LexiconTagger()):
+        meta = reason_metadata(text, tagger)
+        marked = [s["text"] for s in meta["spans"]]
+        assert all(text[s["start"]:s["end"]] == s["text"] for s in meta["spans"])
+        assert any("scared" in m for m in marked), (tagger.annotator, marked)
+        assert "not happy" in marked, (tagger.annotator, marked)  # the negation joins the cue's span

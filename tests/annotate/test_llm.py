@@ -180,3 +180,22 @@ def test_reply_cache_replays_the_same_replies(server, tmp_path):
     again = client(server, retries=1, cache=str(tmp_path / "replies.jsonl"))
     assert LLMTagger(again).tag(turns) == out and again.rejected == first.rejected  # same replies, same rejections
     assert again.requests == 0 and again.cached == 5 and sum(FakeLLM.calls.values()) == 5
+
+
+def test_agreement_pair_without_common_turns_has_no_score(server, tmp_path, monkeypatch):
+    from empathkit.annotate import agreement, intents, lexicon
+    from empathkit.data.jsonl import write_jsonl
+    from empathkit.types import Dialogue
+
+    from _annotate_fakes import FixedIntents, KeywordTagger
+
+    monkeypatch.setattr(lexicon, "LexiconTagger", KeywordTagger)
+    monkeypatch.setattr(intents, "ClassifierIntents", lambda *a, **k: FixedIntents())
+    bad = Dialogue("bad", "sad", "", (Turn("speaker", "WRONG so sad"), Turn("listener", "HUG")), "test")
+    write_jsonl([bad], tmp_path / "t.jsonl")
+    r = agreement.agreement_report(5, source=str(tmp_path / "t.jsonl"), era_path=str(tmp_path / "no-era"),
+                                   llm_config={"base_url": server, "model": "fake", "timeout": 2, "retries": 0})
+    assert r["tags"]["lexicon vs llm"]["turns"] == 0 and "tags lexicon vs llm: token F1" not in r["summary"]
+    assert "tags lexicon vs llm: no speaker turn tagged by both, no score" in r["notes"]
+    assert "intents intent-classifier vs llm: accuracy" not in r["summary"]
+    assert r["summary"]["llm: rejected speaker turns"] == 1 and r["summary"]["llm: rejected listener turns"] == 1
