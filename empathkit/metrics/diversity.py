@@ -162,18 +162,18 @@ def spanify(responses: Sequence[Sequence[str]], max_span: int | None = None,
     counts: Counter = Counter()
     where: dict[tuple, set[int]] = defaultdict(set)
 
-    def first_pos(g: tuple) -> tuple[int, int]:
-        i = min(where[g])
-        toks, n = data[i], len(g)
-        for p in range(len(toks) - n + 1):
-            if tuple(toks[p:p + n]) == g:
-                return i, p
-        return i, 0
+    def pos(g: tuple) -> int:
+        """Position of ``g``'s first occurrence in its first response (the last tie-break)."""
+        toks, n = data[min(where[g])], len(g)
+        return next((p for p in range(len(toks) - n + 1) if tuple(toks[p:p + n]) == g), 0)
 
     def key(g: tuple) -> tuple:
+        # (−weight, length, first response). Kept lazily in the heap: a stale entry is never worse than the
+        # truth (counts only fall, the first response only moves later, except where an n-gram gains
+        # occurrences, and those are pushed again). The position inside the response is *not* in the heap key:
+        # folding an earlier part of the response moves it left, which a lazy heap would not notice.
         c = counts[g]
-        w = len(g) * c if c > 1 else 1
-        return (-w, len(g)) + first_pos(g)
+        return (-(len(g) * c if c > 1 else 1), len(g), min(where[g]))
 
     def add(i: int) -> list[tuple]:
         gs = _all_ngrams(data[i], max_span)
@@ -191,6 +191,17 @@ def spanify(responses: Sequence[Sequence[str]], max_span: int | None = None,
                 del counts[g]
                 where.pop(g, None)
 
+    def valid(entry: tuple) -> bool:
+        """Is the entry current? A stale one is pushed again with its current key."""
+        g = entry[-1]
+        if counts.get(g, 0) < 2:
+            return False
+        cur = key(g)
+        if cur != entry[:-1]:
+            heapq.heappush(heap, cur + (g,))
+            return False
+        return True
+
     for i in range(len(data)):
         add(i)
     heap = [key(g) + (g,) for g, c in counts.items() if c >= 2]
@@ -198,13 +209,17 @@ def spanify(responses: Sequence[Sequence[str]], max_span: int | None = None,
     spans: dict[str, tuple[str, ...]] = {}
     while heap:
         entry = heapq.heappop(heap)
-        g = entry[-1]
-        if counts.get(g, 0) < 2:
+        if not valid(entry):
             continue
-        cur = key(g)
-        if cur != entry[:-1]:  # stale entry: its count or first occurrence changed since it was pushed
-            heapq.heappush(heap, cur + (g,))
-            continue
+        # the tie group: every current entry with the same (weight, length, first response) → first position
+        group = {entry[-1]}
+        while heap and heap[0][:-1] == entry[:-1]:
+            e = heapq.heappop(heap)
+            if valid(e):
+                group.add(e[-1])
+        g = min(group, key=pos)
+        for x in group - {g}:
+            heapq.heappush(heap, entry[:-1] + (x,))
         sym = f"span_{len(spans)}" if folding == "token" else _span_name(g)
         spans[sym] = g
         new: set = set()

@@ -66,3 +66,19 @@ def test_response_tries_nested_spans():
     assert not grams or max(grams.values()) < 2
     assert len({tuple(t) for t in templates}) == 4
     assert any(any(x in spans for x in s) for s in spans.values()) or len(spans) >= 1
+
+
+@pytest.mark.parametrize("folding", ["token", "string"])
+def test_spanify_tie_break_sees_positions_that_moved_left(folding):
+    # Hand-traced with the original's full recount per iteration (Lee et al.'s SpanProcessor):
+    # 1. "s t u b c" (5 × 2 = 10) folds; "b c" drops from 4 to 2 occurrences.
+    # 2. "p q r" (3 × 3 = 9) folds; in response 0 "a b" moves from position 3 to 1, "b c" from 4 to 2.
+    # 3. "a b" and "b c" tie (2 × 2 = 4, length 2): the first in response 0 wins, "a b" (position 1).
+    # 4. nothing repeats any more. A lazy heap that only repairs keys that grew kept "a b" at position 3 and
+    #    folded "b c" here instead.
+    resp = ["p q r a b c", "p q r", "p q r", "s t u b c", "s t u b c", "b c", "a b"]
+    templates, spans = spanify([r.split() for r in resp], folding=folding)
+    assert [spans[s] for s in spans] == [("s", "t", "u", "b", "c"), ("p", "q", "r"), ("a", "b")]
+    assert [[spans.get(x, x) for x in t] for t in templates] == [
+        [("p", "q", "r"), ("a", "b"), "c"], [("p", "q", "r")], [("p", "q", "r")],
+        [("s", "t", "u", "b", "c")], [("s", "t", "u", "b", "c")], ["b", "c"], [("a", "b")]]
