@@ -40,6 +40,8 @@ class GenerationSettings(BaseModel):
     temperature: float = Field(0.7, gt=0.0, le=5.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     repetition_penalty: float = Field(1.1, ge=1.0, le=3.0)
+    no_repeat_ngram_size: int = Field(0, ge=0, le=10, description="forbid repeating any n-gram of this size "
+                                                                   "within a reply (0: off)")
     num_beams: int = Field(1, ge=1, le=16, description="beam search width (1 = greedy / sampling); a beam-searched "
                                                         "reply is produced whole: no token streaming, no prefix cache")
     batch_size: int = Field(32, ge=1, le=1024)
@@ -49,6 +51,10 @@ class GenerationSettings(BaseModel):
     precision: Literal["float32", "bfloat16", "auto"] = Field(
         "float32", description="weights precision, applied when the generator is loaded (models/precision.py; "
                                "predictions record the precision actually used)")
+    backend: Literal["transformers", "llama-cpp"] = Field(
+        "transformers", description="llama-cpp: run on a GGUF file (models/llamacpp.py; the llama-cpp extra)")
+    gguf: str | None = Field(None, description="the GGUF file / export folder for backend llama-cpp (default: the "
+                                               "run's `empathkit export`)")
 
 
 @dataclass
@@ -65,6 +71,8 @@ def generate_kwargs(s: GenerationSettings, tokenizer) -> dict:
               pad_token_id=tokenizer.pad_token_id)
     if s.num_beams > 1:
         kw.update(num_beams=s.num_beams)
+    if s.no_repeat_ngram_size:
+        kw.update(no_repeat_ngram_size=s.no_repeat_ngram_size)
     if s.do_sample:
         kw.update(temperature=s.temperature, top_p=s.top_p)
     else:

@@ -124,9 +124,10 @@ def test_generate_does_not_use_the_annotated_intent(run, examples):
 
 def test_beam_search_and_scores(run, examples):
     g = _generator(run)
-    g.config = g.config.model_copy(update={"num_beams": 3})
-    out = g.chat(CONV, GenerationSettings(max_new_tokens=8))
+    out = g.chat(CONV, GenerationSettings(max_new_tokens=8, num_beams=3))  # the shared setting
     assert all(r.text and r.finish_reason in ("stop", "length") for r in out)
+    g.config = g.config.model_copy(update={"num_beams": 3})  # the model option, when the settings leave num_beams
+    assert [r.text for r in g.chat(CONV, GenerationSettings(max_new_tokens=8))] == [r.text for r in out]
     sc = g.score(examples[:3])
     assert all(s.tokens == len(g.vocab.words(e.target)) + 1 and s.nll > 0 for s, e in zip(sc, examples[:3]))
 
@@ -206,3 +207,19 @@ def test_generate_stores_the_models_own_reference_scores(run, examples):
     ppl = res.aggregates["ppl"]
     assert math.isclose(ppl, math.exp(sum(s.nll for s in sc) / sum(s.tokens for s in sc)), rel_tol=1e-6)
     assert 0.0 <= res.aggregates["acc-emo"] <= 1.0
+
+
+def test_eval_metric_picks_the_validation_number(run, examples):
+    """train.eval_metric: early stopping / the best model use the whole Eq. 12 loss or the response NLL alone."""
+    from empathkit.methods.reflectdiffu.config import RDTrainConfig
+    from empathkit.methods.reflectdiffu.features import collate
+    from empathkit.methods.reflectdiffu.train import validation_loss
+
+    g = _generator(run)
+    items = g.features.example_items(examples[:4])
+    got = {m: validation_loss(g.model, items, g.vocab, g.era_dim, RDTrainConfig(batch_size=4, eval_metric=m), 5)
+           for m in ("loss", "L_res")}
+    torch.manual_seed(5)
+    want = g.model.eval().losses(collate(items, g.vocab, g.era_dim))
+    assert got["loss"] == pytest.approx(float(want["loss"]), rel=1e-5)
+    assert got["L_res"] == pytest.approx(float(want["L_res"]), rel=1e-5) and got["L_res"] != got["loss"]

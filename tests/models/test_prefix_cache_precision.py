@@ -177,3 +177,16 @@ def test_beam_search_reaches_generate_and_arrives_whole(tiny):
     # the tiny model's greedy replies repeat one token; its beams find other sequences (num_beams reached generate)
     assert [o.text for o in beam] != [o.text for o in greedy]
     assert [o.new_tokens for o in beam] == [6, 6] and all(o.finish_reason == "length" for o in beam)
+
+
+
+def test_no_repeat_ngram_size_reaches_generate(tiny):
+    from empathkit.models.generation import generate_kwargs
+
+    model, tok = tiny
+    assert "no_repeat_ngram_size" not in generate_kwargs(GenerationSettings(), tok)
+    s = dict(max_new_tokens=8, batch_size=2, repetition_penalty=1.0, prefix_cache=False)
+    plain = generate_texts(model, tok, PROMPTS[:2], GenerationSettings(**s), progress=False)
+    guarded = generate_texts(model, tok, PROMPTS[:2], GenerationSettings(no_repeat_ngram_size=1, **s), progress=False)
+    assert plain[0].text == "." * len(plain[0].text)  # the tiny model repeats one token …
+    assert all(o.new_tokens == 8 and "." * 2 not in o.text for o in guarded)  # … which 1-gram banning forbids

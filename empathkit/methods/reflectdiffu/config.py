@@ -82,8 +82,10 @@ class RDModelConfig(BaseModel):
 
     score_references: bool = Field(True, description="generate also stores each reference's own NLL (extra.ref_nll / "
                                                       "ref_tokens): the perplexity metric then reports the model's PPL")
-    # decoding beyond the shared GenerationSettings (which carries no beam width)
+    # decoding beyond the shared GenerationSettings (which carries no beam width / no-repeat n-gram size yet; their
+    # fields, when GenerationSettings gains them, override these: decoding.beam_width / ngram_size)
     num_beams: int = Field(1, ge=1, description="beam width for greedy decoding (1: greedy)")
+    no_repeat_ngram_size: int = Field(0, ge=0, description="forbid repeating any n-gram of this size (0: off)")
     length_penalty: float = Field(1.0, ge=0.0, description="beam: score / length**length_penalty")
 
     @model_validator(mode="after")
@@ -124,6 +126,9 @@ class RDTrainConfig(BaseModel):
     policy_weight: float = Field(1.0, ge=0.0, description="weight of the policy-gradient term inside L_twice")
     eval_every: int = Field(200, ge=1, description="validation loss every N steps")
     early_stopping_patience: int | None = Field(3, ge=1, description="evaluations without improvement (None: off)")
+    eval_metric: Literal["loss", "L_res"] = Field(
+        "loss", description="the validation number early stopping and the best-model choice use: the whole Eq. 12 "
+                            "loss (paper) or the response NLL L_res (the RL / intent terms are noisy on small runs)")
     save_every: int = Field(200, ge=1, description="checkpoint every N steps (resume continues from the last one)")
     log_every: int = Field(20, ge=1)
     annotated: str | None = Field(

@@ -42,9 +42,12 @@ class TokenEmbedding(nn.Module):
         super().__init__()
         self.d = d
         self.word = nn.Embedding(vocab_size, d, padding_idx=PAD_ID)
-        if init is not None:
-            with torch.no_grad():
+        with torch.no_grad():
+            if init is not None:
                 self.word.weight.copy_(init)
+            else:  # N(0, 1/d), as vocab.init_embeddings: the table is tied with the output layer, and torch's N(0, 1)
+                nn.init.normal_(self.word.weight, std=d ** -0.5)  # gives logits of std ~sqrt(d) (initial loss >> ln V)
+                self.word.weight[PAD_ID] = 0.0
         self.reason = nn.Embedding(4, d, padding_idx=REASON_PAD) if reasons else None
         self.register_buffer("pos", sinusoid(max_len, d), persistent=False)
         self.drop = nn.Dropout(dropout)

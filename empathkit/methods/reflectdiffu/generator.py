@@ -114,7 +114,7 @@ class RDGenerator(Generator):
             gens = row_generators(b["keys"], s.seed)
             st = self.model.state(b, gens, self._forced([ctrls[i] for i in idx]))
             rows = decode(self.model, st, self.vocab, b["oovs"], s, gens, idx, self.config.num_beams,
-                          self.config.length_penalty, on_text, should_stop)
+                          self.config.length_penalty, on_text, should_stop, self.config.no_repeat_ngram_size)
             for r, (i, (toks, fin)) in enumerate(zip(idx, rows)):
                 out[i] = Reply(self.vocab.detok(toks), 1 + len(items[i].tokens), len(toks), fin,
                                self._info(st["info"], r))

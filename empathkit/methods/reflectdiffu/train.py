@@ -127,7 +127,7 @@ def validation_loss(model, items, vocab, era_dim, tc: RDTrainConfig, seed: int, 
         chunk = items[i:i + tc.batch_size]
         out = model.losses(to_device(collate(chunk, vocab, era_dim), device), tc.delta, tc.zeta, tc.eta,
                            tc.policy_weight)
-        tot += float(out["loss"]) * len(chunk)
+        tot += float(out[tc.eval_metric]) * len(chunk)
         n += len(chunk)
     torch.set_rng_state(state)
     model.train()
