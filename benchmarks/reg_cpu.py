@@ -352,6 +352,10 @@ def write(payload: dict, quick: bool) -> None:
         "Acc_emo = `acc-emo-exemplar` (score-weighted ED-label vote of the K retrieved exemplars); systems without "
         "exemplars have none. Alignment: share of retrieved exemplars with the query's ED emotion / polarity group; "
         f"random retrieval gives {ra.get('emotion', float('nan')):.3f} / {ra.get('polarity', float('nan')):.3f}.",
+        "Resolution: the binomial standard error of an Acc_emo share p over n test examples is sqrt(p(1 − p)/n) = "
+        + ", ".join(f"{math.sqrt(p * (1 - p) / max(m['test_examples'], 1)):.3f} at p = {p}" for p in (0.1, 0.3, 0.5))
+        + f" (n = {m['test_examples']}); the alignment shares pool K exemplars per query (correlated within a query, "
+        "so their error is between that and sqrt(K) times smaller).",
         "retriever train s = stage-2 wall seconds (pool + G1 decodes + distillation); the joint stage's seconds "
         "(G2 + retriever together) are in the JSON (`joint_stage_s`). Latency: one query at a time, median, incl. "
         "query attributes (reg mode) — p90 and batched per-query times in the JSON.",

@@ -94,3 +94,39 @@ def test_fid_g1_rows_have_no_exemplar_and_g2_rows_one_passage_per_exemplar():
     exs = (Exemplar(id="a#1", response="So sorry."), Exemplar(id="b#1", response="That is hard."))
     g2 = fid_rows(gen, [ex], {ex.id: exs}, 256)[0]
     assert len(g2["passages"]) == 2 and "So sorry." in g2["passages"][0] and "That is hard." in g2["passages"][1]
+
+
+def test_seq2seq_lora_targets_map_the_causal_default_to_t5_names():
+    from empathkit.errors import ConfigError
+    from empathkit.methods.reg.fid_train import seq2seq_lora_targets
+    from empathkit.models.backbones import load_backbone
+
+    model, _ = load_backbone("tiny-random-t5")
+    assert seq2seq_lora_targets(model, ["q_proj", "k_proj", "v_proj", "o_proj"]) == ["q", "k", "v", "o"]
+    assert seq2seq_lora_targets(model, ["q", "v"]) == ["q", "v"]
+    with pytest.raises(ConfigError, match="no such modules"):
+        seq2seq_lora_targets(model, ["nope_proj"])
+
+
+def test_fid_lora_g1_then_g2_adapters_load_and_generate(tmp_path):
+    from safetensors.torch import load_file
+
+    from empathkit.data.protocols import to_examples
+
+    write_jsonl(make_dialogues(), tmp_path / "all.jsonl")
+    train = {**TRAIN, "stages": ["g1", "g2"], "lr": 1e-2}
+    cfg = {"method": "reg", "seed": 0, "model": {**MODEL, "finetune": "lora", "lora_r": 4}, "train": train,
+           "data": {"source": str(tmp_path / "all.jsonl"), "protocol": "every-listener"}}
+    rd = METHODS.get("reg").train(cfg, tmp_path / "run", progress=False)
+    assert not (rd / "model").exists() and not (rd / "g2" / "model").exists()
+    g1 = load_file(str(rd / "adapter" / "adapter_model.safetensors"))
+    g2 = load_file(str(rd / "g2" / "adapter" / "adapter_model.safetensors"))
+    assert g1 and g1.keys() == g2.keys() and all(".lora_" in k for k in g1)
+    assert any(not torch.equal(g1[k], g2[k]) for k in g1)  # G2 continued G1's adapter
+    assert json.loads((rd / "g2" / "train_summary.json").read_text())["finetune"] == "lora"
+    gen = load_generator(run_dir=rd)
+    assert type(gen).__name__ == "REGFiDRunGenerator" and gen.info["generator"] == "g2"
+    exs = to_examples(make_dialogues(), "every-listener")[:2]
+    preds = gen.generate(exs, GenerationSettings(max_new_tokens=4, batch_size=2), progress=False)
+    assert all(len(p.extra["exemplars"]) == 2 for p in preds)
+    assert all(sc.tokens > 0 for sc in gen.score(exs))

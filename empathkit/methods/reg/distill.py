@@ -13,7 +13,8 @@ Pieces, in the order a stage-2 training step uses them::
     L = joint_loss(L_R, L_G2, alpha=0.2)                              # Eq. 7
 
 Values the paper leaves open (K, τ, τ_r, k; see ``../shared/design/reg-reflectdiffu-notes.md``) are named options of
-:class:`DistillConfig` with provisional defaults, to be settled by measurement; α = 0.2 is the paper's.
+:class:`DistillConfig`; kl-fid vs kl-paper, τ and k were measured on CPU (docs/methods/reg.md, *Stage 2*: kl-fid
+ahead within noise, τ / k differences unresolved), τ_r is unmeasured; α = 0.2 is the paper's.
 
 The utility metrics F live in :mod:`empathkit.methods.reg.utility`, the G1-decode cache in
 :mod:`empathkit.methods.reg.decodes`.
@@ -240,7 +241,8 @@ class DistillConfig(BaseModel):
                                                                "w/o-bleu, w/o-f1, w/o-rouge-l) or {metric: weight}")
     tau: float = Field(0.1, gt=0, description="Eq. 3 target temperature (unstated; provisional)")
     loss: LossName = Field("kl-fid", description="Eq. 4 reading: kl-paper (literal, sigmoid) or kl-fid "
-                                                 "(log_softmax, FiD/Atlas); provisional default, to be measured")
+                                                 "(log_softmax, FiD/Atlas); default: measured ahead of kl-paper "
+                                                 "within noise, docs/methods/reg.md")
     tau_r: float = Field(0.1, gt=0, description="kl-fid: retriever score temperature (unstated; provisional)")
     k: float = Field(0.1, ge=0, le=1, description="Eq. 5 replacement probability (unstated; 0 = w/o RCA)")
     alpha: float = Field(ALPHA, ge=0, le=1, description="Eq. 7 weight of the retrieval loss (paper: 0.2)")

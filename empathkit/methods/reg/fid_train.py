@@ -9,10 +9,13 @@ joint training, on transformers' ``Trainer`` through the shared pieces (``traini
 - **Which exemplars / what joint means**: as the causal stage 3 (``reg/joint.py``): top-K of the current retriever,
   own conversation excluded, RCA on training rows; ``joint`` adds ``α·L_R^aug`` with the query encoder as its own
   AdamW group (α cancels under Adam with disjoint parameters, docs/methods/reg.md).
-- **Fine-tuning**: full (the paper fine-tunes T5-small, lr 1e-4); ``finetune: lora`` is refused for seq2seq here.
+- **Fine-tuning**: ``finetune: full`` (the paper fine-tunes T5-small, lr 1e-4) or ``lora`` (PEFT, task
+  ``SEQ_2_SEQ_LM``; :func:`seq2seq_lora_targets` maps the causal default q/k/v/o_proj to T5's q/k/v/o). G2 continues
+  G1's adapter (as the causal stage 3 does); generation loads base + adapter and merges it.
 - The encoder input carries no gold emotion (``use_emotion`` off: at inference only the context is known).
 
-Run directory: ``model/`` (G1 weights + tokenizer), ``g2/model/`` (G2; ``g2/model/query_encoder`` after joint),
+Run directory: ``model/`` (G1 weights + tokenizer), ``g2/model/`` (G2; ``g2/model/query_encoder`` after joint) —
+``adapter/`` and ``g2/adapter/`` instead under LoRA,
 each stage a driver-style run directory (``config.yaml``, ``log.jsonl``, ``checkpoints/``, ``train_summary.json``,
 ``done``).
 """
@@ -31,7 +34,40 @@ from empathkit.methods.reg.joint import REGJointTrainer
 from empathkit.training.trainer import CausalLMTrainer
 from empathkit.types import Controls, Example
 
-MODEL_DIR = "model"
+from empathkit.methods.reg.fid_weights import (ADAPTER_DIR, MODEL_DIR, is_fid_stage,  # noqa: F401 (re-exported)
+                                               load_fid_weights, stage_weights)
+
+
+def seq2seq_lora_targets(model, targets) -> list[str] | str:
+    """LoRA target modules for an encoder–decoder ``model``: ``targets`` as given when the model has modules of
+    those names, else each name without its ``_proj`` suffix (the causal default q/k/v/o_proj → T5's q/k/v/o).
+    Hand-written: PEFT's own default target table is keyed by model type and is not used when names are given."""
+    if isinstance(targets, str):
+        return targets
+    leaves = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    if any(t in leaves for t in targets):
+        return list(targets)
+    stripped = [t.removesuffix("_proj") for t in targets]
+    if any(t in leaves for t in stripped):
+        return [t for t in stripped if t in leaves]
+    raise ConfigError(f"model.target_modules={list(targets)!r}: no such modules in this encoder–decoder backbone")
+
+
+def _trainable_model(mc, init_from: Path | None):
+    """The model a FiD stage trains: full — the G1 weights (or the base backbone); LoRA — G1's adapter continued,
+    or a fresh adapter on the base backbone."""
+    from empathkit.models.backbones import load_backbone
+
+    if init_from is not None:
+        return load_fid_weights(init_from, mc, trainable=True)
+    model, tok = load_backbone(mc.backbone, mc.dtype)
+    if mc.finetune == "full":
+        return model, tok
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=mc.lora_r, lora_alpha=mc.lora_alpha, lora_dropout=mc.lora_dropout, bias="none",
+                     target_modules=seq2seq_lora_targets(model, mc.target_modules), task_type="SEQ_2_SEQ_LM")
+    return get_peft_model(model, cfg), tok
 
 
 def fid_rows(gen, examples: Sequence[Example], exemplars: dict[str, tuple] | None, max_source_tokens: int | None):
@@ -74,20 +110,16 @@ class FiDJointTrainer(REGJointTrainer, FiDTrainer):
 
 def train_fid_stage(cfg: dict, out_dir: Path, mc, tc, rows_train, rows_valid, *, init_from: Path | None,
                     joint=None, progress: bool = True, extra: dict | None = None) -> Path:
-    """One FiD stage (G1 or G2) into ``out_dir``: full fine-tuning from ``init_from/model`` (G2 from G1) or the
-    base backbone, the shared TrainingArguments, early stopping on validation L_G2, resume."""
+    """One FiD stage (G1 or G2) into ``out_dir``: fine-tuning (full or LoRA) from ``init_from``'s weights (G2 from
+    G1) or the base backbone, the shared TrainingArguments, early stopping on validation L_G2, resume."""
     from transformers import EarlyStoppingCallback
 
-    from empathkit.models.backbones import load_backbone
     from empathkit.progress import quiet_trainer_callbacks
     from empathkit.runs import save_run_meta, set_seed
     from empathkit.training import distributed as dist
     from empathkit.training.driver import resolve_resume, training_arguments
     from empathkit.training.logs import JsonlCallback, JsonlLog
 
-    if mc.finetune != "full":
-        raise ConfigError("REG with an encoder–decoder backbone fine-tunes fully (the paper's T5-small): set "
-                          "model.finetune=full")
     if joint is not None and dist.world_size() > 1:
         raise ConfigError("REG stage 'joint' runs in one process (the query encoder is not wrapped for DDP)")
     from empathkit.runconfig import resolve
@@ -97,8 +129,7 @@ def train_fid_stage(cfg: dict, out_dir: Path, mc, tc, rows_train, rows_valid, *,
     if dist.is_main():
         save_run_meta(out_dir, rc.model_dump(), rc.seed)
     set_seed(rc.seed)
-    src = str(init_from / MODEL_DIR) if init_from is not None else mc.backbone
-    model, tok = load_backbone(src, mc.dtype)
+    model, tok = _trainable_model(mc, init_from)
     model.train()
     tok.padding_side = "right"
     has_eval = bool(rows_valid)
@@ -118,10 +149,11 @@ def train_fid_stage(cfg: dict, out_dir: Path, mc, tc, rows_train, rows_valid, *,
     result = trainer.train(resume_from_checkpoint=resume)
     tok.padding_side = "left"
     if trainer.is_world_process_zero():
-        trainer.model.save_pretrained(out_dir / MODEL_DIR)
-        tok.save_pretrained(out_dir / MODEL_DIR)
-        trainer.save_extra(out_dir / MODEL_DIR)
-        summary = {"finetune": "full", "fusion": "fid", "global_steps": trainer.state.global_step,
+        wdir = out_dir / (ADAPTER_DIR if mc.finetune == "lora" else MODEL_DIR)
+        trainer.model.save_pretrained(wdir)
+        tok.save_pretrained(wdir)
+        trainer.save_extra(wdir)
+        summary = {"finetune": mc.finetune, "fusion": "fid", "global_steps": trainer.state.global_step,
                    "train_examples": len(rows_train), "valid_examples": len(rows_valid or []),
                    "wall_seconds": time.time() - t0, "train_loss": result.metrics.get("train_loss"),
                    "best_eval_loss": trainer.state.best_metric, "resumed_from": resume, **(extra or {})}
@@ -134,9 +166,8 @@ def train_fid_stage(cfg: dict, out_dir: Path, mc, tc, rows_train, rows_valid, *,
 def load_fid_g1(run_dir: Path, mc, tagger=None):
     """G1 of a FiD run as a plain :class:`REGFiDGenerator` (stage 2 hands it candidates)."""
     from empathkit.methods.reg.method import attribute_fn_for
-    from empathkit.models.backbones import load_backbone
 
-    model, tok = load_backbone(str(run_dir / MODEL_DIR), mc.dtype)
+    model, tok = load_fid_weights(run_dir, mc)
     fn = attribute_fn_for(tagger) if tagger is not None and mc.needs_query_attributes else None
     return fid_generator(model, tok, mc, fn, source_dir=run_dir, info={"stage": "g1"})
 
@@ -157,8 +188,8 @@ def train_reg_fid(cfg: dict, run_dir: Path, index, train, valid, mc, tc, progres
         train_fid_stage(cfg, run_dir, mc, tc, fid_rows(shape, train, None, budget),
                         fid_rows(shape, valid, None, budget) if valid else None, init_from=None, progress=progress)
         times["g1"] = round(time.time() - t0, 2)
-    elif not (run_dir / MODEL_DIR / "config.json").is_file():
-        raise ConfigError(f"train.stages={tc.stages} skips g1 but {run_dir} has no trained G1 (model/)")
+    elif stage_weights(run_dir) is None:
+        raise ConfigError(f"train.stages={tc.stages} skips g1 but {run_dir} has no trained G1 (model/ or adapter/)")
     if "retriever" in tc.stages:
         t0 = time.time()
         train_retriever(index, load_fid_g1(run_dir, mc, tagger), train, tc.retriever_config(),

@@ -189,14 +189,15 @@ def load(config: dict | REGModelConfig | None = None, run_dir: str | Path | None
     rd = Path(run_dir)
     g2 = rd / G2_DIR
     stage = "g2" if (g2 / "done").is_file() else "g1"
-    fid = (rd / "model" / "config.json").is_file() and _is_encoder_decoder_dir(rd / "model")
-    if fid:  # FiD run (reg/fid_train.py): full weights in model/ (G1) and g2/model/ (G2)
-        from empathkit.models.backbones import load_backbone
+    from empathkit.methods.reg.fid_weights import is_fid_stage, load_fid_weights
+
+    fid = is_fid_stage(rd)
+    if fid:  # FiD run (reg/fid_train.py): model/ (full) or adapter/ (LoRA) of G1, the same under g2/ for G2
         from empathkit.runs import load_run_config
         from empathkit.runconfig import resolve
 
         run_mc = validate(REGModelConfig, resolve(load_run_config(rd)).model, "model")
-        model, tok = load_backbone(str((g2 if stage == "g2" else rd) / "model"), run_mc.dtype)
+        model, tok = load_fid_weights(g2 if stage == "g2" else rd, run_mc)
     else:
         model, tok, run_mc = load_trained(g2 if stage == "g2" else rd, REGModelConfig)
     mc = config if isinstance(config, REGModelConfig) else (
@@ -210,8 +211,3 @@ def load(config: dict | REGModelConfig | None = None, run_dir: str | Path | None
     cls = REGFiDRunGenerator if fid else REGRunGenerator
     return cls(model, tok, mc, index, info=info, source_dir=rd)
 
-
-def _is_encoder_decoder_dir(d: Path) -> bool:
-    import json
-
-    return bool(json.loads((d / "config.json").read_text(encoding="utf-8")).get("is_encoder_decoder"))

@@ -140,9 +140,6 @@ def train_reg(cfg: dict, run_dir: str | Path, progress: bool = True, *, encoder=
     mc: REGModelConfig = validate(REGModelConfig, rc.model, "model")  # type: ignore[assignment]
     tc: REGTrainConfig = validate(REGTrainConfig, rc.train, "train")  # type: ignore[assignment]
     seq2seq = _is_seq2seq(mc.backbone)
-    if seq2seq and mc.finetune != "full":  # before any work
-        raise ConfigError("REG with an encoder–decoder backbone fine-tunes fully (the paper's T5-small): set "
-                          "model.finetune=full")
     stage3 = next((s for s in tc.stages if s in ("g2", "joint")), None)
     rcfg = tc.retriever_config() if "retriever" in tc.stages or stage3 else None  # fails before any work
     if stage3:
