@@ -21,6 +21,11 @@ requests stream; a ``plain`` phase streams none. Configurations:
   abusive requests all 4xx (or cut by the client), p50 of the normal requests within 1.5x of the clean phases,
   RSS bounded, the queue drained.
 
+- ``--schedulers`` (alone, written to ``serving-schedulers.{json,md}``): 16 clients that all stream, against a
+  continuous-batching server and a micro-batching one (both up; phases alternated, ``--repeats`` per scheduler):
+  requests/s, tokens/s, latency and time to first token, mean batch, and how many prompts got the same greedy reply
+  from both.
+
 Reported per phase: throughput (requests/s, generated tokens/s), p50 / p99 latency (to the last byte), time to the
 first text delta of streamed requests, the mean ``Generator.chat`` batch size and how many streamed rows shared a
 batch (from /health), the count of 5xx answers and in-stream errors (must be 0), the server's RSS before / after.
@@ -28,6 +33,7 @@ Greedy decoding, ``max_tokens`` 32, written prompts (no dataset text).
 
     python benchmarks/serving.py [--n1 6] [--n4 12] [--n16 32] [--n-unbatched 32] [--max-new-tokens 32]
                                  [--threads 1] [--baseline-ref 2a7e09d]
+    python benchmarks/serving.py --schedulers [--n16 48] [--repeats 4] [--threads 1]
 """
 
 from __future__ import annotations
@@ -76,7 +82,8 @@ PREVIOUS_RUN_PLAIN_16 = 0.369  # req/s, micro-batching, 16 plain clients: benchm
 
 # -- the server process ----------------------------------------------------------------------------------------------
 
-def serve(port: int, max_batch: int, max_new_tokens: int, threads: int, impl: str = "") -> None:
+def serve(port: int, max_batch: int, max_new_tokens: int, threads: int, impl: str = "",
+          scheduler: str = "micro") -> None:
     import torch
 
     from empathkit.methods.prompt import load
@@ -92,8 +99,9 @@ def serve(port: int, max_batch: int, max_new_tokens: int, threads: int, impl: st
         torch.set_num_threads(threads)
     gen = load({"template": "structured-v1"})
     gen.default_settings = gen.default_settings.model_copy(update={"max_new_tokens": max_new_tokens})
+    extra = {} if impl else {"scheduler": scheduler}  # the previous code has micro-batching only
     app = create_app(gen, ServerSettings(model_id=MODEL_ID, max_batch=max_batch, max_wait_ms=20, queue_size=64,
-                                         timeout=900, max_tokens_limit=256),
+                                         timeout=900, max_tokens_limit=256, **extra),
                      emotion_detector=EmotionDetector.load())
     run(app, "127.0.0.1", port, log_level="warning")
 
@@ -117,12 +125,14 @@ def baseline_impl(ref: str) -> str:
 
 # -- the load driver -----------------------------------------------------------------------------------------------
 
-def start_server(max_batch: int, max_new_tokens: int, threads: int, impl: str = "") -> tuple[subprocess.Popen, str]:
+def start_server(max_batch: int, max_new_tokens: int, threads: int, impl: str = "",
+                 scheduler: str = "micro") -> tuple[subprocess.Popen, str]:
     from empathkit.serving.server import free_port
 
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", "--port", str(port), "--max-batch", str(max_batch),
-           "--max-new-tokens", str(max_new_tokens), "--threads", str(threads)] + (["--impl", impl] if impl else [])
+           "--max-new-tokens", str(max_new_tokens), "--threads", str(threads), "--scheduler", scheduler] + (
+        ["--impl", impl] if impl else [])
     proc = subprocess.Popen(cmd, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -165,8 +175,9 @@ def one_request(c: httpx.Client, url: str, i: int, max_tokens: int, stream: bool
         r = c.post(url + "/v1/chat/completions", json=request_body(i, max_tokens))
         ok = r.status_code == 200
         return {"stream": False, "code": r.status_code, "latency": time.perf_counter() - t0, "ttft": None,
-                "tokens": r.json()["usage"]["completion_tokens"] if ok else 0, "error": None}
-    ttft, tokens, error = None, 0, None
+                "tokens": r.json()["usage"]["completion_tokens"] if ok else 0, "error": None,
+                "text": r.json()["choices"][0]["message"]["content"] if ok else None, "i": i}
+    ttft, tokens, error, text = None, 0, None, []
     with c.stream("POST", url + "/v1/chat/completions", json=request_body(i, max_tokens, stream=True)) as r:
         if r.status_code != 200:
             r.read()
@@ -178,12 +189,13 @@ def one_request(c: httpx.Client, url: str, i: int, max_tokens: int, stream: bool
             ch = json.loads(line[6:])
             if "error" in ch:
                 error = ch["error"].get("code") or ch["error"].get("type")
-            if ttft is None and ch.get("choices") and ch["choices"][0]["delta"].get("content"):
-                ttft = time.perf_counter() - t0
+            if ch.get("choices") and ch["choices"][0]["delta"].get("content"):
+                ttft = time.perf_counter() - t0 if ttft is None else ttft
+                text.append(ch["choices"][0]["delta"]["content"])
             if ch.get("usage"):
                 tokens = ch["usage"]["completion_tokens"]
     return {"stream": True, "code": 200, "latency": time.perf_counter() - t0, "ttft": ttft, "tokens": tokens,
-            "error": error}
+            "error": error, "text": "".join(text), "i": i}
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -204,7 +216,7 @@ def load_phase(url: str, clients: int, n: int, max_tokens: int, mix: str) -> dic
                     i = next(counter, None)
                 if i is None:
                     return
-                res = one_request(c, url, i, max_tokens, stream=mix == "mixed" and i % 2 == 0)
+                res = one_request(c, url, i, max_tokens, stream=mix == "stream" or (mix == "mixed" and i % 2 == 0))
                 with lock:
                     done.append(res)
 
@@ -236,7 +248,7 @@ def load_phase(url: str, clients: int, n: int, max_tokens: int, mix: str) -> dic
             "stream_errors": sum(d["error"] is not None for d in done),
             "mean_batch": rows / delta["batches"] if delta.get("batches") else float("nan"),
             "streamed_rows": delta.get("streamed"), "streamed_rows_batched": delta.get("streamed_batched"),
-            "status_codes": codes, "stats_delta": delta}
+            "status_codes": codes, "stats_delta": delta, "texts": {d["i"] % len(PROMPTS): d["text"] for d in ok}}
 
 
 def run_config(name: str, max_batch: int, phases: list[tuple[int, int, str]], max_new: int, threads: int,
@@ -250,7 +262,7 @@ def run_config(name: str, max_batch: int, phases: list[tuple[int, int, str]], ma
         out = {"config": name, "max_batch": max_batch, "rss_before_mb": rss_mb(proc.pid), "phases": []}
         for clients, n, mix in phases:
             row = load_phase(url, clients, n, max_new, mix)
-            print(name, json.dumps({k: v for k, v in row.items() if k not in ("status_codes", "stats_delta")}),
+            print(name, json.dumps({k: v for k, v in row.items() if k not in ("status_codes", "stats_delta", "texts")}),
                   flush=True)
             out["phases"].append(row)
         out["rss_after_mb"] = rss_mb(proc.pid)
@@ -387,6 +399,84 @@ def write_abuse(ab: dict, uptime_start: str) -> Path:
     return write_results("serving-abuse", ab, rows, "Serving under abuse (SmolLM2-135M prompt baseline, CPU)", notes)
 
 
+def run_schedulers(a) -> None:
+    """``--schedulers``: 16 streaming clients against micro-batching and continuous batching, one server each (both
+    up; the idle one waits), phases alternated (micro, continuous, continuous, micro, …) so load from other jobs
+    shifts both alike; writes ``serving-schedulers.{json,md}``."""
+    t_start, up0 = time.time(), uptime()
+    print("start:", up0, flush=True)
+    names = ("micro", "continuous")
+    servers = {n: start_server(a.max_batch, a.max_new_tokens, a.threads, scheduler=n) for n in names}
+    phases: list[dict] = []
+    try:
+        for n, (_, url) in servers.items():
+            assert httpx.get(url + "/health").json()["scheduler"] == n
+            with httpx.Client(timeout=900) as c:  # warm-up
+                for i in range(2):
+                    assert one_request(c, url, i, a.max_new_tokens, stream=True)["code"] == 200
+        for rep in range(a.repeats):
+            for n in (names if rep % 2 == 0 else names[::-1]):
+                row = load_phase(servers[n][1], 16, a.n16, a.max_new_tokens, "stream") | {"scheduler": n, "rep": rep}
+                print(n, json.dumps({k: v for k, v in row.items() if k not in ("status_codes", "stats_delta",
+                                                                                 "texts")}), flush=True)
+                phases.append(row)
+        rss = {n: rss_mb(p.pid) for n, (p, _) in servers.items()}
+    finally:
+        for p, _ in servers.values():
+            p.terminate()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    up1 = uptime()
+    pooled = {}
+    for n in names:
+        ps = [p for p in phases if p["scheduler"] == n]
+        sec = sum(p["seconds"] for p in ps)
+        pooled[n] = {"phases": len(ps), "requests": sum(p["requests"] for p in ps),
+                     "req_per_s": sum(p["req_per_s"] * p["seconds"] for p in ps) / sec,
+                     "tokens_per_s": sum(p["tokens_per_s"] * p["seconds"] for p in ps) / sec,
+                     "p50_s": statistics.median(p["p50_s"] for p in ps),
+                     "ttft_p50_s": statistics.median(p["ttft_p50_s"] for p in ps),
+                     "mean_batch": statistics.mean(p["mean_batch"] for p in ps),
+                     "errors": sum(p["n_5xx"] + p["n_4xx"] + p["stream_errors"] for p in ps)}
+    texts = {n: {} for n in names}
+    for p in phases:
+        texts[p["scheduler"]].update(p["texts"])
+    common = sorted(set(texts["micro"]) & set(texts["continuous"]))
+    same = sum(texts["micro"][i] == texts["continuous"][i] for i in common)
+    ratio = pooled["continuous"]["req_per_s"] / pooled["micro"]["req_per_s"]
+    c16 = pooled["continuous"]["req_per_s"]
+    payload = {"model": "smollm2-135m-instruct (prompt baseline, structured-v1), float32", "clients": 16,
+               "streamed": "all", "max_new_tokens": a.max_new_tokens, "decoding": "greedy", "max_batch": a.max_batch,
+               "torch_threads": a.threads or "default", "phases": phases, "pooled": pooled,
+               "continuous_vs_micro_same_run": ratio, "issue_baseline_req_per_s": PREVIOUS_RUN_PLAIN_16,
+               "target_req_per_s": 2 * PREVIOUS_RUN_PLAIN_16, "target_met": c16 >= 2 * PREVIOUS_RUN_PLAIN_16,
+               "same_text_prompts": [same, len(common)], "rss_mb": rss, "uptime_start": up0, "uptime_end": up1,
+               "wall_seconds": time.time() - t_start}
+    rows = [{"scheduler": p["scheduler"], "phase": i + 1, "requests": p["requests"], "req/s": p["req_per_s"],
+             "tok/s": p["tokens_per_s"], "p50 s": p["p50_s"], "p99 s": p["p99_s"], "TTFT p50 s": p["ttft_p50_s"],
+             "TTFT p99 s": p["ttft_p99_s"], "mean batch": p["mean_batch"],
+             "errors": p["n_5xx"] + p["n_4xx"] + p["stream_errors"]} for i, p in enumerate(phases)]
+    m, c = pooled["micro"], pooled["continuous"]
+    notes = [
+        f"16 streaming clients, {a.repeats} phases of {a.n16} requests per scheduler, alternated: continuous "
+        f"**{c['req_per_s']:.3f} req/s**, micro-batching **{m['req_per_s']:.3f} req/s** — same-run ratio "
+        f"**{ratio:.2f}x**; target {2 * PREVIOUS_RUN_PLAIN_16:.2f} req/s (2x the issue's {PREVIOUS_RUN_PLAIN_16}) "
+        f"{'met' if payload['target_met'] else 'NOT met'}.",
+        f"Time to first token p50 (median of phases): continuous {c['ttft_p50_s']:.2f} s, micro {m['ttft_p50_s']:.2f} "
+        f"s; latency p50: continuous {c['p50_s']:.2f} s, micro {m['p50_s']:.2f} s.",
+        f"Mean batch: micro = rows per Generator.chat call ({m['mean_batch']:.2f}); continuous = rows per decoding "
+        f"step ({c['mean_batch']:.2f}). Errors (4xx/5xx/in-stream): {m['errors'] + c['errors']}.",
+        f"Greedy replies identical between the schedulers for {same}/{len(common)} prompts (continuous = each "
+        f"request alone; micro-batched rows are padded, so float rounding may flip a near-tie).",
+        f"`uptime` at start: `{up0}`; at end: `{up1}` (other jobs share the 2 cores; quote the same-run ratio).",
+    ]
+    print(write_results("serving-schedulers", payload, rows,
+                        "Serving: continuous vs micro-batching, 16 streaming clients (SmolLM2-135M, CPU)",
+                        notes).read_text())
+
+
 def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
@@ -431,11 +521,17 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch threads in the server (0 = torch default); "
                     "1 avoids OpenMP oversubscription when other jobs share the cores")
     ap.add_argument("--abuse-only", action="store_true", help="only the abuse probes and phases")
+    ap.add_argument("--scheduler", default="micro", help=argparse.SUPPRESS)
+    ap.add_argument("--schedulers", action="store_true", help="only continuous vs micro-batching, 16 streaming "
+                    "clients, alternated (serving-schedulers.{json,md})")
+    ap.add_argument("--repeats", type=int, default=4, help="--schedulers: phases per scheduler")
     ap.add_argument("--baseline-ref", default="", help="also run the serving code of this git ref with mixed "
                     "clients at 16 (e.g. the commit before batched streaming)")
     a = ap.parse_args()
     if a.serve:
-        return serve(a.port, a.max_batch, a.max_new_tokens, a.threads, a.impl)
+        return serve(a.port, a.max_batch, a.max_new_tokens, a.threads, a.impl, a.scheduler)
+    if a.schedulers:
+        return run_schedulers(a)
 
     t_start, load_start, uptime_start = time.time(), os.getloadavg(), uptime()
     print("start:", uptime_start, flush=True)

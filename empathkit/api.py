@@ -49,7 +49,7 @@ def method_config(cfg: dict | RunConfig) -> BaseModel:
 
 
 def load_generator(method: str | None = None, run_dir: str | Path | None = None, model_config: dict | None = None,
-                   precision: str | None = None):
+                   precision: str | None = None, backend: str | None = None, gguf: str | None = None):
     """Load a generator either from a trained run directory or from a method name + its ``model`` config;
     ``precision`` (``generation.precision``: float32 / bfloat16 / auto) converts its weights once, at load."""
     from empathkit.models.precision import apply_precision
@@ -64,6 +64,10 @@ def load_generator(method: str | None = None, run_dir: str | Path | None = None,
         gen = method_spec(rc.method).load({**rc.model, **(model_config or {})}, run_dir=rd)
     else:
         gen = method_spec(method or "prompt").load(model_config or {}, run_dir=None)
+    if backend == "llama-cpp":  # the GGUF's own precision; precision does not apply
+        from empathkit.methods.llamacpp import with_backend
+
+        return with_backend(gen, backend, gguf)
     if precision is not None:
         apply_precision(gen, precision)
     return gen
@@ -235,9 +239,9 @@ def run_generate(cfg: dict | None = None, from_run: str | Path | None = None, pr
     if from_run is not None:
         read_run_dir_config(from_run)
     set_seed(rc.seed)
-    precision = (state.get("settings") or {}).get("precision") if resume is not None else \
-        _given_generation(rc).get("precision")
-    gen = load_generator(rc.method, from_run, rc.model, precision=precision)
+    given = (state.get("settings") or {}) if resume is not None else _given_generation(rc)
+    gen = load_generator(rc.method, from_run, rc.model, precision=given.get("precision"),
+                         backend=given.get("backend"), gguf=given.get("gguf"))
     examples = examples_for(rc)
     if resume is not None:
         settings = validate(GenerationSettings, state["settings"], "generation")

@@ -127,10 +127,14 @@ def _load_in_background() -> None:
 def preload_tagger() -> None:
     """Start loading the default tagger in a daemon thread (returns at once; idempotent). The server calls it at
     start-up so that the first chat request does not wait for ERA / the lexicon files."""
-    with _LOAD_LOCK:
+    if not _LOAD_LOCK.acquire(blocking=False):  # a load is under way (default_tagger holds the lock): never wait
+        return
+    try:
         if "t" in _TAGGER or "error" in _TAGGER or "loading" in _TAGGER:
             return
         _TAGGER["loading"] = threading.Thread(target=_load_in_background, daemon=True, name="empathkit-reasons")
+    finally:
+        _LOAD_LOCK.release()
     _TAGGER["loading"].start()
 
 

@@ -20,6 +20,9 @@ def chat(method: str = typer.Option("prompt", help="registered method (see `empa
          seed: int = typer.Option(0, help="sampling seed"),
          threads: Optional[int] = typer.Option(None, min=1, help="torch threads (1 = best when the CPU is shared)"),
          precision: str = typer.Option("auto", help="weights: float32 | bfloat16 | auto (bf16 where native)"),
+         backend: str = typer.Option("transformers", help="transformers | llama-cpp (a GGUF export; docs/export.md)"),
+         gguf: Optional[Path] = typer.Option(None, help="GGUF file or export folder for --backend llama-cpp "
+                                                        "(default: the run's export)"),
          emotion: Optional[str] = typer.Option(None, help="start with this emotion forced (like /emotion X)"),
          gate: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="start with this gate forced (/gate X)"),
          emotion_classifier: str = typer.Option("emotion", help="classifier kind for the user's emotion; 'none' = off"),
@@ -33,7 +36,7 @@ def chat(method: str = typer.Option("prompt", help="registered method (see `empa
     detector, safety = build_guards(safety_resources, emotion_classifier)
     set_threads(threads)
     with console.status("loading model …"):
-        gen = build_generator(method, run, max_new_tokens, precision)
+        gen = build_generator(method, run, max_new_tokens, precision, backend, gguf)
     upd = {"do_sample": temperature > 0, "seed": seed} | ({"temperature": temperature} if temperature > 0 else {})
     from empathkit.api import generation_settings
 

@@ -99,11 +99,22 @@ def _add_tokenizer(writer, tokenizer, pre: str | None) -> None:
             tokens.append(text.encode("utf-8") if isinstance(text, str) else text)
             scores.append(score)
             types.append(ttype)
+        # tokens the HF tokenizer treats as added (SmolLM2's <|im_start|> etc. sit inside the base vocabulary, where
+        # BpeVocab types them NORMAL): CONTROL when special, else USER_DEFINED — as llama.cpp's converter does, so
+        # llama.cpp / Ollama parse a chat-template prompt's special tokens instead of spelling them out
+        for i, added in getattr(tokenizer, "added_tokens_decoder", {}).items():
+            if i < len(types):
+                types[i] = gguf.TokenType.CONTROL if added.special else gguf.TokenType.USER_DEFINED
         writer.add_tokenizer_model("gpt2")
         writer.add_tokenizer_pre(pre or "default")
         writer.add_token_list(tokens)
         writer.add_token_types(types)
-        gguf.SpecialVocab(Path(tmp), load_merges=True, n_vocab=len(tokens)).add_to_gguf(writer, quiet=True)
+        special = gguf.SpecialVocab(Path(tmp), load_merges=True, n_vocab=len(tokens))
+        probe = tokenizer("a")["input_ids"]  # whether the tokenizer itself adds BOS / EOS (SmolLM2: neither)
+        for typ, adds in (("bos", bool(probe) and probe[0] == tokenizer.bos_token_id),
+                          ("eos", len(probe) > 1 and probe[-1] == tokenizer.eos_token_id)):
+            special.add_special_token.setdefault(typ, adds)  # tokenizer_config.json's own flag wins
+        special.add_to_gguf(writer, quiet=True)
 
 
 def _model_tensors(model) -> Iterable[tuple[str, np.ndarray]]:

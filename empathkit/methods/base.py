@@ -89,6 +89,12 @@ class Generator(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the model's own tokenisation (request bounds, usage reports)."""
 
+    def step_decoder(self):
+        """Step-level decoding for continuous batching (``serving/continuous.py``): a
+        :class:`~empathkit.models.stepping.StepDecoder` over this generator's model and prompts, or ``None`` when its
+        generation is not a plain causal-LM step (the server then micro-batches whole ``chat`` calls)."""
+        return None
+
     # -- built on the interface --------------------------------------------------------------------------------------
     def example_controls(self, examples: Sequence[Example],
                          controls: Sequence[Controls | None] | None = None) -> list[Controls]:

@@ -57,6 +57,24 @@ class CausalLMGenerator(Generator):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def step_prompts(self, conversations, settings, controls) -> list[tuple[str, dict]]:
+        """(prompt, reply info) per conversation exactly as ``chat`` builds them (continuous batching decodes them)."""
+        convs = [list(c) for c in conversations]
+        ctrls = self.resolve_controls(convs, controls_list(len(convs), controls))
+        return [(self.prompt(m, c, settings), self.reply_info(c)) for m, c in zip(convs, ctrls)]
+
+    def step_decoder(self):
+        """A StepDecoder unless a subclass needs whole-batch generation: its own ``chat`` (REG's causal generator
+        fills attributes there) or a per-batch ``conditioning`` (ECG-LoRA's gate); encoder–decoders never."""
+        from empathkit.models.backbones import is_encoder_decoder
+        from empathkit.models.stepping import StepDecoder
+
+        own = type(self)
+        if (own.chat is not CausalLMGenerator.chat or own.conditioning is not CausalLMGenerator.conditioning
+                or is_encoder_decoder(self.model)):
+            return None
+        return StepDecoder(self.model, self.tokenizer, self.step_prompts)
+
     # -- the interface ---------------------------------------------------------------------------------------------
     def chat(self, conversations, settings=None, controls=None, *, on_text: OnText | None = None,
              should_stop: ShouldStop | None = None, progress: bool = False, desc: str | None = None) -> list[Reply]:

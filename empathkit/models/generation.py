@@ -52,7 +52,7 @@ class GenerationSettings(BaseModel):
         "float32", description="weights precision, applied when the generator is loaded (models/precision.py; "
                                "predictions record the precision actually used)")
     backend: Literal["transformers", "llama-cpp"] = Field(
-        "transformers", description="llama-cpp: run on a GGUF file (models/llamacpp.py; the llama-cpp extra)")
+        "transformers", description="llama-cpp: run on a GGUF file (methods/llamacpp.py; the llama-cpp extra)")
     gguf: str | None = Field(None, description="the GGUF file / export folder for backend llama-cpp (default: the "
                                                "run's `empathkit export`)")
 

@@ -1,6 +1,12 @@
 """Asyncio micro-batcher: concurrent chat requests — streamed or not — are collected for up to ``max_wait_ms`` (or
 until ``max_batch`` are waiting) and answered with ONE batched ``Generator.chat`` call in a single worker thread.
 
+This is the ``micro`` scheduler (``ServerSettings.scheduler``). The default, ``continuous``
+(:mod:`empathkit.serving.continuous`), subclasses it: same queue, deadlines, cancellation, stop strings, streaming
+and trimming (:meth:`MicroBatcher._stop_text`, :meth:`MicroBatcher._result`), but requests join and leave the
+running batch between decoding steps instead of waiting for the whole batch that was running when they arrived.
+Generators without step-level decoding (ECG-LoRA, ReflectDiffu, seq2seq / FiD, …) are micro-batched either way.
+
 The path of a request: ``server.py`` → :meth:`MicroBatcher.submit` (bounded queue) → the worker collects a batch →
 one batched emotion detection (``EmotionDetector.detect`` over each conversation's whole context) → one
 ``Generator.chat(conversations, settings, controls, on_text=…, should_stop=…)`` per group of identical settings →
@@ -390,12 +396,15 @@ class MicroBatcher:
             except RuntimeError:  # the event loop closed (server shutting down mid-batch): nobody is listening
                 job.cancelled = True
 
+    def _stop_text(self, job: ChatJob, budget: int | None) -> StopText | None:
+        """The row's streamed / stop-string text tracker (``None`` when it needs neither)."""
+        if not (job.stream or job.stops):
+            return None
+        return StopText(job.stops, budget if (job.stream and self.trim) else None, self.hold_tokens)
+
     def _generate(self, jobs: list[ChatJob]) -> list[ChatResult]:
         settings = jobs[0].settings.model_copy(update={"batch_size": len(jobs)})
-        trim = self.trim
-        budget = settings.max_new_tokens if trim else None
-        rows = [StopText(j.stops, budget if j.stream else None, self.hold_tokens) if (j.stream or j.stops) else None
-                for j in jobs]
+        rows = [self._stop_text(j, settings.max_new_tokens) for j in jobs]
 
         def on_text(i: int, delta: str) -> None:
             row = rows[i]
@@ -413,26 +422,27 @@ class MicroBatcher:
         if len(replies) != len(jobs):
             raise RuntimeError(f"{type(self.generator).__name__}.chat returned {len(replies)} replies for "
                                f"{len(jobs)} conversations")
-        out = []
-        for j, r, row in zip(jobs, replies, rows):
-            text, hit = apply_stops(r.text, j.stops)
-            hit = hit or (row is not None and row.hit)  # e.g. a whitespace stop string the final strip removed
-            finish = "stop" if hit else r.finish_reason
-            info = dict(r.info)
-            final = text
-            if trim and finish == "length":
-                t = trim_to_sentence(text)
-                if t.changed:
-                    final = t.text
-                    info["trim"] = {"text": final, "untrimmed_text": text, "removed": t.removed,
-                                    "finish_reason": "length", "marked": t.marked,
-                                    "stream_corrected": bool(j.stream and row is not None
-                                                             and not final.startswith(row.sent_text))}
-            if j.stream:
-                self._push(j, row.finish(final, trimmed="trim" in info))
-            emo, prob, src = j.emotion_info or (NONE, None, "none")
-            if src == "classifier" and getattr(self.detector, "description", None):  # which classifier it was
-                info.setdefault("emotion_classifier", self.detector.description)
-            out.append(ChatResult(final, emo, prob, src, r.prompt_tokens, r.completion_tokens, finish, len(jobs),
-                                  info))
-        return out
+        return [self._result(j, r, row, len(jobs)) for j, r, row in zip(jobs, replies, rows)]
+
+    def _result(self, j: ChatJob, r: Reply, row: StopText | None, batch_size: int) -> ChatResult:
+        """A row's reply as the server returns it (worker thread): stop strings applied, a reply cut by the budget
+        trimmed to its last sentence, the held-back streamed text sent, the emotion and method info attached."""
+        text, hit = apply_stops(r.text, j.stops)
+        hit = hit or (row is not None and row.hit)  # e.g. a whitespace stop string the final strip removed
+        finish = "stop" if hit else r.finish_reason
+        info = dict(r.info)
+        final = text
+        if self.trim and finish == "length":
+            t = trim_to_sentence(text)
+            if t.changed:
+                final = t.text
+                info["trim"] = {"text": final, "untrimmed_text": text, "removed": t.removed,
+                                "finish_reason": "length", "marked": t.marked,
+                                "stream_corrected": bool(j.stream and row is not None
+                                                         and not final.startswith(row.sent_text))}
+        if j.stream:
+            self._push(j, row.finish(final, trimmed="trim" in info))
+        emo, prob, src = j.emotion_info or (NONE, None, "none")
+        if src == "classifier" and getattr(self.detector, "description", None):  # which classifier it was
+            info.setdefault("emotion_classifier", self.detector.description)
+        return ChatResult(final, emo, prob, src, r.prompt_tokens, r.completion_tokens, finish, batch_size, info)

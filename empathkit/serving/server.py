@@ -12,10 +12,13 @@ chunk with the ``finish_reason``): ``{"emotion": {"label", "prob", "source"}, "s
 ``predicted_emotion``, later ``exemplars`` / ``intent``) is merged in; the first chunk of a stream is sent before
 generation, so it has the forced ``gate`` only.
 
-The path of a request: validation → safety check → :class:`~empathkit.serving.batcher.MicroBatcher` → ONE batched
-``Generator.chat(on_text=…, should_stop=…)`` for the streamed and non-streamed requests with the same settings →
-JSON, or SSE fed from the job's delta queue. This module never builds prompts or touches a model or tokenizer: token
-counts come from ``Reply`` (and ``Generator.count_tokens`` for the safety replies).
+The path of a request: validation → safety check → the scheduler (``ServerSettings.scheduler``):
+:class:`~empathkit.serving.continuous.ContinuousBatcher` (default: the request joins the running batch at the next
+decoding step and leaves it when done; generators without step-level decoding fall back to micro-batching) or
+:class:`~empathkit.serving.batcher.MicroBatcher` (ONE batched ``Generator.chat(on_text=…, should_stop=…)`` for the
+streamed and non-streamed requests with the same settings) → JSON, or SSE fed from the job's delta queue. This
+module never builds prompts or touches a model or tokenizer: token counts come from ``Reply`` (and
+``Generator.count_tokens`` for the safety replies).
 
 Streaming (``stream: true``), ``ServerSettings.stream_mode``:
 - ``tokens`` (default): text is sent as it is generated, batched with the other requests; ``stop`` strings are
@@ -49,9 +52,11 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from empathkit.annotate.highlight import message_reasons, preload_tagger
 from empathkit.methods.base import Generator
 from empathkit.models.generation import GenerationSettings
 from empathkit.serving.batcher import ChatJob, ChatResult, JobTimeout, MicroBatcher, QueueFull
+from empathkit.serving.continuous import ContinuousBatcher
 from empathkit.serving.emotion import EmotionDetector, conversation_context
 from empathkit.serving.runtime import BackgroundServer, BodyLimit, _validation_message, free_port, run  # noqa: F401
 from empathkit.serving.limits import Rejected, TokenCounter, check_contents, fit_request, prompt_budget, \
@@ -89,6 +94,13 @@ class ServerSettings(BaseModel):
         "tokens", description="tokens: text as it is generated (batched with the other requests); chunks: the "
         "finished reply word by word")
     safety: bool = True
+    highlight_reasons: bool = Field(
+        True, description="add the emotion-reason words of the last user message to the metadata ('reasons': "
+        "character spans and the annotator — the trained ERA, else the lexicon tagger; empathkit.annotate.highlight)")
+    scheduler: Literal["continuous", "micro"] = Field(
+        "continuous", description="continuous: requests join and leave the running batch between decoding steps "
+        "(serving/continuous.py; generators without step-level decoding fall back to micro); micro: one "
+        "Generator.chat call per collected batch (serving/batcher.py)")
 
 
 class ShuttingDown(Exception):
@@ -167,8 +179,9 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
     guard = safety or SafetyLayer()
     model_id = cfg.model_id or f"empathkit-{generator.name}"
     created = int(time.time())
-    batcher = MicroBatcher(generator, detector, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
-                           queue_size=cfg.queue_size)
+    batcher_cls = ContinuousBatcher if cfg.scheduler == "continuous" else MicroBatcher
+    batcher = batcher_cls(generator, detector, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
+                          queue_size=cfg.queue_size)
     reply_tokens: dict[str, int] = {}  # safety reply → its token count (counted once, here, not per request)
     for cat in CATEGORIES:
         _count_reply(generator, guard.reply(SafetyResult(True, cat)), reply_tokens)
@@ -176,8 +189,11 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
     system_tokens = system_prompt_tokens(generator, counter)
     live: dict[int, ChatJob] = {}  # id → job submitted and not answered: cancelled on shutdown
 
+    closing: list[str] = []  # set by cancel_all: a request still on its way to the queue gets 503, never a wait
+
     def cancel_all(reason: str = "server is shutting down") -> None:
         """Stop every row at its next decoding step and fail the jobs still queued (their handlers answer 503)."""
+        closing.append(reason)
         for job in list(live.values()):
             job.cancelled = True
             if job.future is not None and not job.future.done() and not job.started.is_set():
@@ -189,6 +205,8 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await batcher.start()
+        if cfg.highlight_reasons:  # starts loading the reason tagger (ERA, else the lexicon) in a thread
+            preload_tagger()
         app.state.loop = asyncio.get_running_loop()
         try:
             yield
@@ -251,7 +269,7 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
     async def health():
         return {"status": "ok", "model": model_id, "queue": {"waiting": batcher.queued, "capacity": cfg.queue_size},
                 "in_flight": batcher.in_flight, "stats": batcher.stats, "max_batch": cfg.max_batch,
-                "stream_mode": cfg.stream_mode,
+                "stream_mode": cfg.stream_mode, "scheduler": getattr(batcher, "scheduler", "micro"),
                 "emotion_classifier": detector.available,
                 "emotion_classifier_info": getattr(detector, "description", None),
                 "safety": cfg.safety and guard.config.enabled, "auth": bool(cfg.api_key)}
@@ -286,6 +304,7 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
         if msgs[-1]["role"] != "user":
             raise APIError(400, "the last message must have role 'user'", param="messages")
         check_contents(msgs)
+        said = msgs[-1]["content"]  # as the user wrote it (the page marks its emotion-reason words)
         max_new = req.max_completion_tokens or req.max_tokens
         if max_new is not None and max_new > cfg.max_tokens_limit:
             raise APIError(400, f"max_tokens must be <= {cfg.max_tokens_limit}",
@@ -305,17 +324,23 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
         else:
             check = guard.check_messages(msgs)
         if check.flagged:  # before the token budget: an over-long crisis message still gets the crisis reply
-            return await _safety_reply(req, msgs, check, rid, now)
+            reasons = await asyncio.to_thread(message_reasons, said) if cfg.highlight_reasons else None
+            return await _safety_reply(req, msgs, check, rid, now, reasons)
 
         plan = await fit_request(msgs, counter, budget, system_tokens, cfg.overflow)
+        # after the budget check (a refused request costs nothing); bounded: MAX_CHARS, ERA's max_length, no load wait
+        reasons = await asyncio.to_thread(message_reasons, said) if cfg.highlight_reasons else None
         msgs = plan.messages
         if budget is not None:  # the prompt builder enforces the same budget on the rendered prompt
             settings = settings.model_copy(update={"max_prompt_tokens": budget})
 
         stream_tokens = req.stream and cfg.stream_mode == "tokens"
         job = ChatJob(msgs, settings, emotion=req.emotion, gate=req.gate, stream=stream_tokens, stops=stops)
+        extra = ({"truncation": plan.truncation} if plan.truncation else {}) | ({"reasons": reasons} if reasons else {})
         loop = asyncio.get_running_loop()
         try:
+            if closing:  # shutdown began while this request was awaiting (tokenising, highlighting)
+                raise ShuttingDown(closing[0])
             batcher.submit(job)
             live[id(job)] = job
             # the generation deadline holds even when nobody waits on the job (a slow stream reader): the row stops
@@ -333,8 +358,8 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
             raise APIError(503, str(e), "server_error", code="shutting_down", headers={"Retry-After": "5"}) from None
 
         if stream_tokens:
-            return _sse(_token_stream(req, job, rid, now, plan.truncation))
-        meta = _result_meta(result, req.gate, plan.truncation)
+            return _sse(_token_stream(req, job, rid, now, extra))
+        meta = _result_meta(result, req.gate, extra)
         if req.stream:
             return _sse(_chunk_stream(req, result.text, result.finish_reason, meta, _usage(result), rid, now))
         return _completion(result.text, result.finish_reason, meta, _usage(result), rid, now)
@@ -342,15 +367,16 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
     # -- helpers -------------------------------------------------------------------------------------------------
     def _meta(emotion: str, prob: float | None, source: str, check: SafetyResult, batch_size: int | None,
               gate: float | None, info: dict | None = None) -> dict:
-        out = {"emotion": {"label": emotion, "prob": prob, "source": source}, "safety": check.to_json(),
+        out = {"emotion": {"label": emotion, "prob": prob, "source": source}, "safety": guard.metadata(check),
                "batch_size": batch_size, "gate": gate}
         for k, v in (info or {}).items():  # the method's Reply.info: gate used, predicted_emotion, exemplars, …
             out[f"method_{k}" if k in RESERVED_META else k] = _jsonable(v)
         return out
 
-    def _result_meta(r: ChatResult, gate: float | None, truncation: dict | None = None) -> dict:
+    def _result_meta(r: ChatResult, gate: float | None, extra: dict | None = None) -> dict:
+        """The metadata of a finished reply; ``extra``: the request's own keys (truncation, reasons)."""
         meta = _meta(r.emotion, r.emotion_prob, r.emotion_source, SafetyResult(False), r.batch_size, gate, r.info)
-        return meta | ({"truncation": truncation} if truncation else {})
+        return meta | (extra or {})
 
     def _expire(job: ChatJob) -> None:
         live.pop(id(job), None)  # a job skipped while queued (client gone) never completes: forget it here
@@ -397,13 +423,12 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
         return f"data: {json.dumps(error_body(message, type_, code=code))}\n\n"
 
     async def _token_stream(req: ChatCompletionRequest, job: ChatJob, rid: str, now: int,
-                            truncation: dict | None = None) -> AsyncIterator[str]:
+                            extra: dict | None = None) -> AsyncIterator[str]:
         """SSE of a streamed job: the metadata known before generation, its deltas as its row produces them (the
         batcher already cut them at stop strings), then the finish chunk with the complete metadata."""
         emo, prob, src = job.emotion_info or ("none", None, "none")
         first = _meta(emo, prob, src, SafetyResult(False), job.batch_size, req.gate)
-        yield _chunk(rid, now, {"role": "assistant", "content": ""},
-                     empathkit=first | ({"truncation": truncation} if truncation else {}))
+        yield _chunk(rid, now, {"role": "assistant", "content": ""}, empathkit=first | (extra or {}))
         deadline = job.enqueued_at + cfg.timeout
         try:
             while (piece := await batcher.next_delta(job, deadline)) is not None:
@@ -423,10 +448,10 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
             if not job.future.done():
                 job.cancelled = True  # the client went away (or timed out): should_stop ends its row only
         for line in _tail(req, rid, now, result.finish_reason, _usage(result),
-                          _result_meta(result, req.gate, truncation)):
+                          _result_meta(result, req.gate, extra)):
             yield line
 
-    async def _safety_reply(req, msgs, check: SafetyResult, rid: str, now: int):
+    async def _safety_reply(req, msgs, check: SafetyResult, rid: str, now: int, reasons: dict | None = None):
         log.warning("crisis safety reply (category=%s, rule=%s)", check.category, check.rule)
         if req.emotion is not None:
             emo, prob, src = req.emotion, None, "request"
@@ -435,7 +460,7 @@ def create_app(generator: Generator, settings: ServerSettings | dict | None = No
             emo, prob, src = g.label, g.prob, "classifier" if g.source.startswith("classifier") else "none"
         text = guard.reply(check)
         n = _count_reply(generator, text, reply_tokens)
-        meta = _meta(emo, prob, src, check, None, req.gate)
+        meta = _meta(emo, prob, src, check, None, req.gate) | ({"reasons": reasons} if reasons else {})
         usage = {"prompt_tokens": 0, "completion_tokens": n, "total_tokens": n}
         if req.stream:
             return _sse(_chunk_stream(req, text, "stop", meta, usage, rid, now))

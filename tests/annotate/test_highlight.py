@@ -120,3 +120,22 @@ def test_era_as_the_tagger():
     check_offsets(text, meta["spans"])
     tags = tg.tag([words(text)])[0]
     assert (len(meta["spans"]) == 0) == ("<em>" not in tags)
+
+
+def test_message_reasons_never_waits_for_a_load_in_progress(monkeypatch):
+    """While the tagger loads (default_tagger holds the load lock), a chat request gets None at once — it used to
+    block on the lock for the whole ERA load, so a SIGTERM found the request not yet queued."""
+    import threading
+    import time
+
+    from empathkit.annotate import highlight
+
+    monkeypatch.setattr(highlight, "_TAGGER", {})
+    with highlight._LOAD_LOCK:  # a load under way
+        out: dict = {}
+        t = threading.Thread(target=lambda: out.update(r=highlight.message_reasons("I am so sad today")))
+        t0 = time.monotonic()
+        t.start()
+        t.join(timeout=5)
+        assert not t.is_alive() and time.monotonic() - t0 < 2
+    assert out == {"r": None}

@@ -46,6 +46,20 @@ def test_model_round_trip(tmp_path, out_type, atol):
     assert tok2.eos_token == tok.eos_token and tok2.chat_template == tok.chat_template
 
 
+def test_special_tokens_are_control_tokens_and_no_bos_is_added(tmp_path):
+    """llama.cpp / Ollama parse ``<|im_start|>`` in a chat prompt only when the GGUF types it CONTROL."""
+    import gguf
+
+    model, tok = tiny_random_llama(seed=0)
+    r = gguf.GGUFReader(str(write_model_gguf(model, tok, tmp_path / "m.gguf", "f32")))
+    f = r.fields["tokenizer.ggml.token_type"]
+    types = [int(f.parts[i][0]) for i in f.data]
+    for t in ("<|im_start|>", "<|im_end|>", "<|endoftext|>"):
+        assert types[tok.convert_tokens_to_ids(t)] == gguf.TokenType.CONTROL
+    assert types[tok.convert_tokens_to_ids("!")] == gguf.TokenType.NORMAL
+    assert bool(r.fields["tokenizer.ggml.add_bos_token"].parts[-1][0]) is False
+
+
 def test_bad_type_and_non_llama_are_clear_errors(tmp_path):
     model, tok = tiny_random_llama(seed=0)
     with pytest.raises(ConfigError, match="unknown GGUF type"):

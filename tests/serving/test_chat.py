@@ -98,7 +98,7 @@ def test_chat_cli(tiny_gen, monkeypatch):
     import empathkit.cli.serve as serve_cli
     from empathkit.cli.main import app
 
-    monkeypatch.setattr(serve_cli, "build_generator", lambda method, run, max_new_tokens, precision="auto": tiny_gen)
+    monkeypatch.setattr(serve_cli, "build_generator", lambda method, run, max_new_tokens, precision="auto", backend="transformers", gguf=None: tiny_gen)
     res = CliRunner().invoke(app, ["chat", "--emotion-classifier", "none", "--gate", "0.5"],
                              input="I want to kill myself\n/quit\n")
     assert res.exit_code == 0, res.output

@@ -17,7 +17,7 @@ def test_serve_cli_wires_options(tiny_gen, monkeypatch, tmp_path):
     from empathkit.cli.main import app
 
     seen = {}
-    monkeypatch.setattr(serve_cli, "build_generator", lambda method, run, max_new_tokens, precision="auto": tiny_gen)
+    monkeypatch.setattr(serve_cli, "build_generator", lambda method, run, max_new_tokens, precision="auto", backend="transformers", gguf=None: tiny_gen)
     monkeypatch.setattr(server_mod, "run", lambda app, host, port: seen.update(app=app, host=host, port=port))
     monkeypatch.setenv("EMPATHKIT_API_KEY", "from-env")
     res_file = tmp_path / "safety.yaml"
