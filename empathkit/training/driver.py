@@ -50,6 +50,7 @@ def use_bf16(setting: bool | str) -> bool:
 def training_arguments(tc: LMTrainConfig, out_dir: Path, seed: int, has_eval: bool,
                        progress: bool) -> TrainingArguments:
     every = tc.eval_every if has_eval else (tc.save_every or tc.eval_every)
+    bf16 = use_bf16(tc.bf16)
     return TrainingArguments(
         output_dir=str(out_dir), per_device_train_batch_size=tc.batch_size,
         per_device_eval_batch_size=tc.eval_batch_size or tc.batch_size, gradient_accumulation_steps=tc.grad_accum,
@@ -59,7 +60,9 @@ def training_arguments(tc: LMTrainConfig, out_dir: Path, seed: int, has_eval: bo
         save_strategy="steps", save_steps=every, save_total_limit=tc.save_total_limit,
         load_best_model_at_end=has_eval, metric_for_best_model="eval_loss" if has_eval else None,
         greater_is_better=False if has_eval else None, logging_steps=tc.log_every, logging_first_step=True,
-        report_to="none", seed=seed, data_seed=seed, dataloader_num_workers=tc.num_workers, bf16=use_bf16(tc.bf16),
+        report_to="none", seed=seed, data_seed=seed, dataloader_num_workers=tc.num_workers, bf16=bf16,
+        # transformers refuses bf16 without a GPU unless told the run is on the CPU (CPU autocast is what we want)
+        use_cpu=bf16 and not torch.cuda.is_available(),
         train_sampling_strategy=tc.sampling,
         remove_unused_columns=False, disable_tqdm=not progress, gradient_checkpointing=tc.gradient_checkpointing,
         dataloader_pin_memory=torch.cuda.is_available())

@@ -178,3 +178,16 @@ def test_bad_config_names_the_key(tmp_path, examples):
 
     with pytest.raises(ConfigError, match="train.lr"):
         train_sft(_cfg(lr="fast"), tmp_path / "x", examples[:4], None, progress=False)
+
+
+def test_bf16_autocast_trains_on_the_cpu(tmp_path, examples):
+    """train.bf16: true on a CPU-only machine used to stop in TrainingArguments ("doesn't support bf16/gpu")."""
+    import torch
+
+    from empathkit.methods.sft import train_sft
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU path")
+    rd = train_sft(_cfg(max_steps=2, early_stopping_patience=None, bf16=True), tmp_path / "bf16", examples[:8], None,
+                   progress=False)
+    assert (rd / "adapter" / "adapter_config.json").is_file() and (rd / "train_summary.json").is_file()
