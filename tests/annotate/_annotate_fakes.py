@@ -24,3 +24,12 @@ class FixedIntents:
     def label(self, texts):
         time.sleep(self.delay)
         return ["questioning" if t.rstrip().endswith("?") else "acknowledging" for t in texts]
+
+
+def written_lexicon_tagger(folder, intensity: str, emolex: str):
+    """A LexiconTagger over tiny lexicon files written into ``folder`` (made-up scores in the NRC formats)."""
+    from empathkit.annotate.lexicon import LexiconTagger
+
+    (folder / "int.txt").write_text(intensity)
+    (folder / "emolex.txt").write_text(emolex)
+    return LexiconTagger(folder / "emolex.txt", folder / "int.txt")

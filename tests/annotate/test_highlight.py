@@ -7,7 +7,6 @@ import threading
 
 import pytest
 
-from empathkit.annotate.lexicon import LexiconTagger
 from empathkit.errors import ResourceMissing
 
 # made-up scores in the NRC formats, written for the test (not NRC entries)
@@ -18,10 +17,9 @@ EMOLEX = "betray\tanger\t1\r\nbetray\tdisgust\t1\r\n"
 
 @pytest.fixture(scope="module")
 def tagger(tmp_path_factory):
-    d = tmp_path_factory.mktemp("lex")
-    (d / "int.txt").write_text(INTENSITY)
-    (d / "emolex.txt").write_text(EMOLEX)
-    return LexiconTagger(d / "emolex.txt", d / "int.txt")
+    from _annotate_fakes import written_lexicon_tagger
+
+    return written_lexicon_tagger(tmp_path_factory.mktemp("lex"), INTENSITY, EMOLEX)
 
 
 def check_offsets(text, spans):

@@ -16,10 +16,9 @@ EMOLEX = "betray\tanger\t1\r\nbetray\tdisgust\t1\r\nbetray\tjoy\t0\r\nschool\ttr
 
 @pytest.fixture(scope="module")
 def tagger(tmp_path_factory):
-    d = tmp_path_factory.mktemp("lex")
-    (d / "int.txt").write_text(INTENSITY)
-    (d / "emolex.txt").write_text(EMOLEX)
-    return LexiconTagger(d / "emolex.txt", d / "int.txt")
+    from _annotate_fakes import written_lexicon_tagger
+
+    return written_lexicon_tagger(tmp_path_factory.mktemp("lex"), INTENSITY, EMOLEX)
 
 
 def tagged(tagger, text):
