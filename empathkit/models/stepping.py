@@ -168,7 +168,12 @@ class StepDecoder:
         from transformers import (RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
                                   TopPLogitsWarper)
 
+        from empathkit.errors import ConfigError
+
         s = req.settings
+        if s.num_beams > 1 or s.no_repeat_ngram_size:  # never decode other settings than asked for
+            raise ConfigError("generation.num_beams > 1 / no_repeat_ngram_size are not step-level decoding here: "
+                              "serve with --scheduler micro")
         row = _Row(req, list(req.prompt_ids))
         if s.repetition_penalty != 1.0:
             row.processors.append(RepetitionPenaltyLogitsProcessor(s.repetition_penalty))

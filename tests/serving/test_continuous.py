@@ -311,3 +311,15 @@ def test_smollm2_rows_joining_mid_batch_match_chat_alone(smollm2):
     for i, n in enumerate((16, 6, 12)):
         alone = gen.chat([CONVS[i]], s.model_copy(update={"max_new_tokens": n}))[0]
         assert got[i].text == alone.text and got[i].finish_reason == alone.finish_reason, i
+
+
+
+
+@pytest.mark.parametrize("upd", [{"num_beams": 2}, {"no_repeat_ngram_size": 2}])
+def test_settings_step_decoding_cannot_honour_are_refused(tiny_gen, upd):  # noqa: F811
+    """Beam search and the no-repeat n-gram ban are not decoded step by step: a clear error, never other settings."""
+    from empathkit.errors import ConfigError
+
+    dec = step_decoder(tiny_gen)
+    with pytest.raises(ConfigError, match="scheduler micro"):
+        dec.add(dec.requests(CONVS[:1], tiny_gen.default_settings.model_copy(update=upd), [None]))
