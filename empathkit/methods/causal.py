@@ -65,13 +65,14 @@ class CausalLMGenerator(Generator):
 
     def step_decoder(self):
         """A StepDecoder unless a subclass needs whole-batch generation: its own ``chat`` (REG's causal generator
-        fills attributes there) or a per-batch ``conditioning`` (ECG-LoRA's gate); encoder–decoders never."""
+        fills attributes there) or a per-batch ``conditioning`` (ECG-LoRA's gate); encoder–decoders and beam search
+        (``generation.num_beams > 1``) never."""
         from empathkit.models.backbones import is_encoder_decoder
         from empathkit.models.stepping import StepDecoder
 
         own = type(self)
         if (own.chat is not CausalLMGenerator.chat or own.conditioning is not CausalLMGenerator.conditioning
-                or is_encoder_decoder(self.model)):
+                or is_encoder_decoder(self.model) or self.default_settings.num_beams > 1):
             return None
         return StepDecoder(self.model, self.tokenizer, self.step_prompts)
 

@@ -11,7 +11,7 @@ so every row computes what it would alone; the same request decoded alone (``Gen
 conversation) gives the same greedy tokens (logits within float rounding; tests/serving/test_continuous.py).
 
 Per row, as in :func:`~empathkit.models.generation.generate_texts`: its own ``GenerationSettings`` (budget,
-repetition penalty over the row's own prompt + generated tokens, greedy or seeded sampling with temperature / top-k /
+repetition penalty and ``no_repeat_ngram_size`` over the row's own prompt + generated tokens, greedy or seeded sampling with temperature / top-k /
 top-p — transformers' logits processors, applied per row), streaming through the same
 :class:`~empathkit.models.generation.RowStreamer`, ``should_stop`` (→ ``cancelled``), the same text / token count /
 finish reason. Sampled rows draw from their own ``torch.Generator`` (seeded with ``settings.seed``), so a sampled
@@ -24,8 +24,9 @@ changed), and it was ~6x slower on this 2-core CPU for 4 prompts x 32 tokens (12
 ``generate``). ``generate`` itself cannot take rows mid-call. What is reused: ``DynamicCache``, the logits
 processors, the model's own forward, the prefix store and the row streamer.
 
-Limits: plain causal LMs whose cache layers are all ``DynamicLayer`` (no sliding-window layers); one thread at a
-time (the serving worker thread).
+Limits: plain causal LMs whose cache layers are all ``DynamicLayer`` (no sliding-window layers); no beam search
+(``requests`` refuses ``num_beams > 1``; ``CausalLMGenerator.step_decoder`` returns ``None`` for it, so the server
+micro-batches); one thread at a time (the serving worker thread).
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ class StepDecoder:
 
     def requests(self, conversations, settings: GenerationSettings, controls) -> list[StepRequest]:
         """The generator's prompts (and reply info) for these conversations, tokenised as ``generate_texts`` does."""
+        if settings.num_beams > 1:  # never decode other settings than asked for (step_decoder() routes these away)
+            from empathkit.errors import ConfigError
+
+            raise ConfigError("generation.num_beams > 1 is not step-level decoding: serve with --scheduler micro")
         out = []
         for prompt, info in self._prompts(conversations, settings, controls):
             ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -165,18 +170,15 @@ class StepDecoder:
             raise NotImplementedError("step-level decoding needs plain DynamicLayer caches (no sliding window)")
 
     def _row(self, req: StepRequest) -> _Row:
-        from transformers import (RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
-                                  TopPLogitsWarper)
-
-        from empathkit.errors import ConfigError
+        from transformers import (NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
+                                  TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
         s = req.settings
-        if s.num_beams > 1 or s.no_repeat_ngram_size:  # never decode other settings than asked for
-            raise ConfigError("generation.num_beams > 1 / no_repeat_ngram_size are not step-level decoding here: "
-                              "serve with --scheduler micro")
         row = _Row(req, list(req.prompt_ids))
-        if s.repetition_penalty != 1.0:
+        if s.repetition_penalty != 1.0:  # generate's order: repetition penalty, n-gram ban, then the warpers
             row.processors.append(RepetitionPenaltyLogitsProcessor(s.repetition_penalty))
+        if s.no_repeat_ngram_size:  # over prompt + reply, as generate does for a decoder-only model
+            row.processors.append(NoRepeatNGramLogitsProcessor(s.no_repeat_ngram_size))
         if s.do_sample:  # the order generate uses: temperature, top-k, top-p
             row.processors.append(TemperatureLogitsWarper(s.temperature))
             if self.top_k:

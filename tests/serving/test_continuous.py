@@ -315,11 +315,43 @@ def test_smollm2_rows_joining_mid_batch_match_chat_alone(smollm2):
 
 
 
-@pytest.mark.parametrize("upd", [{"num_beams": 2}, {"no_repeat_ngram_size": 2}])
-def test_settings_step_decoding_cannot_honour_are_refused(tiny_gen, upd):  # noqa: F811
-    """Beam search and the no-repeat n-gram ban are not decoded step by step: a clear error, never other settings."""
+def test_no_repeat_ngram_rows_match_chat_alone():
+    """The n-gram ban is applied per row over prompt + reply, as generate does: rows decoded together give each
+    conversation's ``Generator.chat`` text, and the ban does change them (a tiny model scaled x2 repeats words)."""
+    from empathkit.methods.prompt import load
+    from empathkit.models.backbones import tiny_random_llama
+
+    model, tok = tiny_random_llama(seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)
+    gen = load({"template": "plain"}, model=model.eval(), tokenizer=tok)
+    s = gen.default_settings.model_copy(update={"max_new_tokens": 16, "no_repeat_ngram_size": 2})
+    dec = step_decoder(gen)
+    reqs = dec.requests(CONVS, s, [None] * len(CONVS))
+    for i, r in enumerate(reqs):
+        r.handle = i
+    got = {f.request.handle: f.reply.text for f in dec.add(reqs[:2])}
+    got.update({f.request.handle: f.reply.text for f in dec.step()})
+    got.update({f.request.handle: f.reply.text for f in dec.add(reqs[2:])})  # joining mid-batch
+    while dec.size:
+        got.update({f.request.handle: f.reply.text for f in dec.step()})
+    changed = 0
+    for i, conv in enumerate(CONVS):
+        assert got[i] == gen.chat([conv], s)[0].text, i
+        changed += got[i] != gen.chat([conv], s.model_copy(update={"no_repeat_ngram_size": 0}))[0].text
+    assert changed >= 3
+
+
+def test_beam_search_is_served_by_micro_batching(tiny_gen):  # noqa: F811
+    """Beam search is not decoded step by step: the generator offers no step decoder (the server micro-batches,
+    and says so), and a StepDecoder asked for it refuses with a clear error rather than decoding other settings."""
     from empathkit.errors import ConfigError
 
     dec = step_decoder(tiny_gen)
     with pytest.raises(ConfigError, match="scheduler micro"):
-        dec.add(dec.requests(CONVS[:1], tiny_gen.default_settings.model_copy(update=upd), [None]))
+        dec.requests(CONVS[:1], tiny_gen.default_settings.model_copy(update={"num_beams": 2}), [None])
+    beam = copy.copy(tiny_gen)
+    beam.default_settings = tiny_gen.default_settings.model_copy(update={"num_beams": 2})
+    assert step_decoder(beam) is None
+    assert ContinuousBatcher(beam).scheduler == "micro"
