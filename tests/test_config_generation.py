@@ -84,6 +84,18 @@ def test_prompt_baseline_uses_template_and_emotion(tiny_model, dialogues):
     assert "30 words" in lc.system_prompt(lc.example_controls(ex[:1])[0])
 
 
+def test_structured_v2_moves_only_the_context_and_shares_the_guidelines():
+    """structured-v2 = structured-v1's sections with the context last: the same text, and two prompts with different
+    emotions share everything up to the context (v1: only role + task)."""
+    v1, v2 = TEMPLATES.get("structured-v1"), TEMPLATES.get("structured-v2")
+    a1, b1, a2, b2 = v1.render("sad"), v1.render("joyful"), v2.render("sad"), v2.render("joyful")
+    assert sorted(a1.split("\n\n")) == sorted(a2.split("\n\n")) and a1 != a2
+    assert a2.endswith("# Context\nThe user seems to feel: sad.") and a1.endswith(v1.guidelines[-1])
+    shared = lambda x, y: next(i for i, (p, q) in enumerate(zip(x, y)) if p != q)  # noqa: E731
+    assert "# Guidelines" in a2[:shared(a2, b2)] and "# Guidelines" not in a1[:shared(a1, b1)]
+    assert v1.render() == v2.render()  # no context: identical prompts
+
+
 def test_fit_messages_drops_oldest_turns(tiny_model):
     from empathkit.models.chat import fit_messages
 

@@ -19,6 +19,7 @@ class PromptTemplate:
     objective: str
     guidelines: tuple[str, ...]
     max_new_tokens: int | None = None  # a token cap that goes with the template (length-controlled variant)
+    context_last: bool = False  # the per-example context after the guidelines: a longer prefix shared by all prompts
 
     def render(self, emotion: str | None = None, situation: str | None = None) -> str:
         parts = [f"# Role\n{self.role}", f"# Task\n{self.objective}"]
@@ -27,9 +28,9 @@ class PromptTemplate:
             ctx.append(f"The user seems to feel: {emotion}.")
         if situation:
             ctx.append(f"Their situation: {situation}")
-        if ctx:
-            parts.append("# Context\n" + "\n".join(ctx))
-        parts.append("# Guidelines\n" + "\n".join(f"- {g}" for g in self.guidelines))
+        context = ["# Context\n" + "\n".join(ctx)] if ctx else []
+        guidelines = ["# Guidelines\n" + "\n".join(f"- {g}" for g in self.guidelines)]
+        parts += guidelines + context if self.context_last else context + guidelines
         return "\n\n".join(parts)
 
 
@@ -48,6 +49,9 @@ _GUIDELINES = (
 )
 
 TEMPLATES.register("structured-v1", PromptTemplate("structured-v1", _ROLE, _OBJECTIVE, _GUIDELINES))
+# structured-v1's text with the emotion / situation after the guidelines: every prompt then shares the whole role,
+# task and guidelines (the prefix the shared-prefix KV cache and continuous batching reuse), not only role + task
+TEMPLATES.register("structured-v2", PromptTemplate("structured-v2", _ROLE, _OBJECTIVE, _GUIDELINES, context_last=True))
 TEMPLATES.register("length-controlled-v1", PromptTemplate(
     "length-controlled-v1", _ROLE, _OBJECTIVE,
     _GUIDELINES + ("Reply in one or two short sentences (at most 30 words).",), max_new_tokens=40))
