@@ -22,6 +22,7 @@ from empathkit.methods.reflectdiffu.experts import (
     vote,
 )
 from empathkit.methods.reflectdiffu.intent import (
+    IntentTwice,
     behaviour_policy,
     importance_pg_loss,
     sample_actions,
@@ -328,3 +329,15 @@ def test_baseline_is_all_four_off():
     assert not RDModelConfig().baseline
     with pytest.raises(ValueError):
         RDModelConfig(emb_dim=30, heads=4)
+
+
+@pytest.mark.parametrize("d", [96, 128])
+def test_correcting_layer_starts_near_uniform_not_at_the_sampled_action(d):
+    """At initialisation L_intent is about ln(n_intents): the sampled action's own term E[a].E[a] (~d) must not put
+    it ~sqrt(d) logits above the other intents (it did with a 1/sqrt(d) scale: CE ~ 9-10 vs ln 9 = 2.2)."""
+    torch.manual_seed(0)
+    it = IntentTwice(d, 9, 2 * d, 0.5, 0.1)
+    state, actions, gold = torch.randn(512, d) * 0.5, torch.randint(0, 9, (512,)), torch.randint(0, 9, (512,))
+    with torch.no_grad():
+        ce = float(torch.nn.functional.cross_entropy(it.correct(state, actions), gold))
+    assert abs(ce - math.log(9)) < 0.6, ce

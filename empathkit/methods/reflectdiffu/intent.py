@@ -80,6 +80,11 @@ class IntentTwice(nn.Module):
 
     # -- Correcting ----------------------------------------------------------------------------------------------------
     def correct(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Final-intent logits from the fused state and the chosen Intent_twice (weights shared with E_intent)."""
+        """Final-intent logits from the fused state and the chosen Intent_twice (weights shared with E_intent).
+
+        Scaled by 1/d, not 1/sqrt(d): E_intent is N(0, 1), so the chosen action's own term E[a].E[a] is ~d; over
+        sqrt(d) it put the sampled action ~sqrt(d) (~10) logits above the rest and L_intent started at ~10 instead
+        of ln 9, spending the first hundreds of steps (and E_intent, shared with the condition and reward) on
+        unlearning it. Over d the layer starts near uniform."""
         h = state + self.embed(actions)
-        return h @ self.embed.weight.T / h.shape[-1] ** 0.5 + self.correct_bias
+        return h @ self.embed.weight.T / h.shape[-1] + self.correct_bias
