@@ -146,3 +146,41 @@ def test_prompt_exemplars_exclude_own_conversation_and_augment_at_rate_k():
     assert all(not e.id.startswith(ex.dialogue_id + "#") for ex in exs for e in all_rep[0][ex.id])
     prompt = reg_joint.g2_prompt(mc, rows)(exs[0])
     assert prompt.count("\nExemplar ") == 2 and rows[exs[0].id][0].response.split()[0] in prompt
+
+
+def test_decode_cache_keys_only_on_settings_that_change_the_text(tmp_path):
+    """Stage 2 and the joint stage share G1's decode cache (reg/decodes.py): batch size and the prefix cache do not
+    change a greedy decode, so changing them reuses the decodes; max_new_tokens / precision do; when sampling, the
+    batch decides the draws. A file written under the older every-field key is found and reused."""
+    import json
+
+    from empathkit.methods.reg.decodes import DecodeCache
+
+    greedy = GenerationSettings(max_new_tokens=4, batch_size=12)
+    cache = DecodeCache.open(tmp_path, "runs/g1", greedy.model_dump(mode="json"), mode="semantic", pool=3)
+    cache.add([("q1", "e1", "hello there")])
+
+    def reopen(**change):
+        return DecodeCache.open(tmp_path, "runs/g1", greedy.model_copy(update=change).model_dump(mode="json"),
+                                mode="semantic", pool=3)
+
+    same = reopen(batch_size=64, prefix_cache=False, temperature=0.3, seed=5)
+    assert same.path == cache.path and same.get("q1", "e1") == "hello there"
+    for change in ({"max_new_tokens": 8}, {"precision": "bfloat16"}, {"num_beams": 2}):
+        other = reopen(**change)
+        assert other.path != cache.path and len(other) == 0, change
+    sampled = reopen(do_sample=True)
+    assert sampled.path != cache.path and reopen(do_sample=True, batch_size=2).path != sampled.path
+
+    old = tmp_path / "old"  # the previous key: every settings field, before no_repeat_ngram_size existed
+    old.mkdir()
+    settings = GenerationSettings(max_new_tokens=6, batch_size=16).model_dump(mode="json")
+    del settings["no_repeat_ngram_size"]
+    key = {"version": 1, "g1": "runs/g1", "settings": settings, "mode": "reg", "pool": 3}
+    (old / "g1-decodes-0123456789abcdef.jsonl").write_text(
+        json.dumps({"cache_key": key}) + "\n" + json.dumps({"query": "q", "exemplar": "", "text": "t"}) + "\n")
+    found = DecodeCache.open(old, "runs/g1", GenerationSettings(max_new_tokens=6, batch_size=64).model_dump(),
+                             mode="reg", pool=3)
+    assert found.path.name == "g1-decodes-0123456789abcdef.jsonl" and found.get("q", "") == "t"
+    assert len(DecodeCache.open(old, "runs/g1", GenerationSettings(max_new_tokens=7).model_dump(), mode="reg",
+                                pool=3)) == 0

@@ -18,15 +18,63 @@ from empathkit.types import Example, Exemplar
 CACHE_VERSION = 1
 Pair = tuple[str, str]  # (query id, exemplar id); "" = no exemplar
 
+# GenerationSettings fields that change the decoded text; sampling-only ones count when do_sample is on
+_TEXT_FIELDS = ("max_new_tokens", "do_sample", "repetition_penalty", "no_repeat_ngram_size", "num_beams",
+                "max_prompt_tokens", "precision", "backend")
+_SAMPLING_FIELDS = ("temperature", "top_p", "seed", "batch_size")
+
+
+def decode_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a :class:`GenerationSettings` dump that changes the decoded text — what the cache keys on.
+
+    Left out: ``prefix_cache`` (identical outputs by design, models/generation.py), ``gguf`` unless the backend is
+    llama-cpp, and under greedy / beam decoding (``do_sample`` off) ``temperature``, ``top_p``, ``seed`` (unused)
+    and ``batch_size``: rows are left-padded under an attention mask with mask-following positions, so a row's
+    tokens do not depend on its batch-mates except through float rounding (which could in principle flip a
+    near-tie) — and one cache already mixes batch compositions anyway (a resumed fill, or the joint stage decoding
+    only the missing pairs, batches other pairs together). When sampling, the batch decides the random draws of each
+    row, so ``batch_size`` and ``seed`` count. ``precision`` counts (bfloat16 changes the logits). Fields the dump
+    lacks take their defaults first (caches written before a field existed keep their key); a mapping that is not
+    a GenerationSettings dump is kept whole minus ``prefix_cache``."""
+    from pydantic import ValidationError
+
+    from empathkit.models.generation import GenerationSettings
+
+    try:
+        full = GenerationSettings.model_validate(dict(settings)).model_dump(mode="json")
+    except ValidationError:
+        return {k: v for k, v in settings.items() if k != "prefix_cache"}
+    keep = _TEXT_FIELDS + (_SAMPLING_FIELDS if full["do_sample"] else ()) + \
+        (("gguf",) if full["backend"] == "llama-cpp" else ())
+    return {k: full[k] for k in keep}
+
 
 def cache_key(g1: str | Path, settings: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """What identifies a set of G1 decodes: the G1 run (its path or name), the decoding settings and anything else
-    that changes the decodes (e.g. the passage format version, the attribute options)."""
-    return {"version": CACHE_VERSION, "g1": str(g1), "settings": dict(settings), **extra}
+    """What identifies a set of G1 decodes: the G1 run (its path or name), the decoding settings that change the
+    text (:func:`decode_settings`) and anything else that changes the decodes (e.g. the passage format version,
+    the attribute options)."""
+    return {"version": CACHE_VERSION, "g1": str(g1), "settings": decode_settings(settings), **extra}
+
+
+def _normal(key: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored key as :func:`cache_key` builds it now (older files hold every settings field)."""
+    out = json.loads(json.dumps(dict(key), sort_keys=True, default=str))
+    if isinstance(out.get("settings"), dict):
+        out["settings"] = decode_settings(out["settings"])
+    return out
 
 
 def _digest(key: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _header(path: Path) -> dict[str, Any] | None:
+    try:
+        with path.open(encoding="utf-8") as f:
+            row = json.loads(f.readline())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return row.get("cache_key") if isinstance(row, dict) else None
 
 
 class DecodeCache:
@@ -34,7 +82,8 @@ class DecodeCache:
     the expensive decodes of Eq. 3 run once and an interrupted fill resumes where it stopped.
 
     File: ``<root>/g1-decodes-<sha256(key)[:16]>.jsonl``; line 1 ``{"cache_key": {...}}`` (checked on open: a file
-    holding another key raises :class:`ConfigError`), then ``{"query": …, "exemplar": …, "text": …}`` rows, appended
+    holding another key raises :class:`ConfigError`; a file of the older every-settings-field key that matches on
+    the text-changing fields is found and reused), then ``{"query": …, "exemplar": …, "text": …}`` rows, appended
     and flushed after every decoded batch. A torn last line (a crash mid-write) is dropped on open. The first row
     for a pair wins. One writer at a time (rank 0 in distributed training)."""
 
@@ -46,7 +95,12 @@ class DecodeCache:
     @classmethod
     def open(cls, root: str | Path, g1: str | Path, settings: Mapping[str, Any], **extra: Any) -> "DecodeCache":
         key = cache_key(g1, settings, **extra)
-        return cls(Path(root) / f"g1-decodes-{_digest(key)}.jsonl", key)
+        path = Path(root) / f"g1-decodes-{_digest(key)}.jsonl"
+        if not path.is_file():  # a file written under the older, every-field key holds the same decodes
+            want = _normal(key)
+            path = next((p for p in sorted(Path(root).glob("g1-decodes-*.jsonl"))
+                         if isinstance(h := _header(p), dict) and _normal(h) == want), path)
+        return cls(path, key)
 
     def _load(self) -> None:
         if not self.path.is_file() or self.path.stat().st_size == 0:
@@ -66,10 +120,10 @@ class DecodeCache:
                     f.truncate(cut)
         from empathkit.runs import iter_jsonl
 
-        want = json.loads(json.dumps(self.key, sort_keys=True, default=str))
+        want = _normal(self.key)
         for lineno, row in iter_jsonl(self.path):
             if lineno == 1:
-                if row.get("cache_key") != want:
+                if not isinstance(row.get("cache_key"), dict) or _normal(row["cache_key"]) != want:
                     raise ConfigError(f"{self.path}: holds decodes of another G1 run / settings "
                                       f"({row.get('cache_key')!r}); expected {want!r}")
                 continue

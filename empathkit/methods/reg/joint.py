@@ -12,28 +12,43 @@ in its prompt, alone (stage ``g2``: L_G2) or jointly with the retriever (stage `
   :meth:`REGCausalGenerator.system_prompt` — the builder generation uses. Exemplars are drawn once for the stage
   (prompts are tokenised up front by the driver), i.e. not refreshed as the query encoder moves.
 - **L_R^aug** (stage ``joint``): the stage-2 loss (``retriever.Distiller``) on ``retriever_batch_size`` training
-  queries per optimiser step (a seeded cycle over the queries, independent of G2's batch: L_R does not depend on
-  G2's rows), over candidate pools of the current retriever with one Eq. 5 draw, the missing G1 decodes decoded
-  before training into the stage-2 cache (``retriever/decodes``).
+  queries per G2 micro-batch (per optimiser step when ``grad_accum`` = 1; a seeded cycle over the queries,
+  independent of G2's batch: L_R does not depend on G2's rows), over candidate pools of the current retriever with
+  one Eq. 5 draw, the missing G1 decodes decoded before training into the stage-2 cache (``retriever/decodes``).
 - **What "joint" means here** (docs/methods/reg.md): L_R touches only the query encoder and L_G2 only G2's LoRA
   (the exemplars enter G2 as text, so no gradient crosses). Eq. 7 is applied literally — one loss, one backward, one
   AdamW with the query encoder as its own parameter group (``retriever_lr``) — but under Adam the per-parameter
   update is invariant to a constant scale of that parameter's gradient, so α and 1 − α cancel (up to Adam's ε)
   and the stage equals simultaneous steps of G2 and the retriever; the weighting knobs that matter are the two
   learning rates. Gradient clipping (``max_grad_norm``) covers G2's parameters only.
-- Single process only for ``joint`` (the query encoder is not wrapped for DDP); ``g2`` runs as the driver does.
+- **Multi-process** (``accelerate launch``): G2 is DDP-wrapped by the Trainer as in every driver run. The query
+  encoder is not: every rank holds a full copy (same weights at the start), the shared seeded cycle draws
+  ``retriever_batch_size × processes`` queries per micro-batch and rank r takes every N-th from r (disjoint shards,
+  per rank the single-process batch size, as G2's sampler), and before each optimiser step
+  :class:`QueryEncoderSync` averages the query encoder's accumulated gradients over the ranks
+  (``distributed.average_gradients``, one all-reduce) — then the one AdamW (both parameter groups) makes the same
+  update everywhere. Not DDP for it: the Trainer's single optimizer and ``no_sync`` only know G2's wrapper, the
+  L_R forward would have to go through a second wrapper, it would reduce at every accumulation micro-batch and
+  need ``find_unused_parameters``; averaging the accumulated gradient once per step is what DDP would compute.
+  The weights' SHA-256 per rank is compared at the end (``train_summary.json``: ``query_encoder_identical``).
+  The missing G1 decodes are decoded by rank 0 alone while the others wait (``distributed.main_first``), then every
+  rank reads the cache; only rank 0 writes files (the driver's checkpoints / final save call ``save_extra``).
+- The Trainer zeroes only G2's gradients after a step (``model.zero_grad()``): :class:`QueryEncoderSync` zeroes
+  the query encoder's too (without it they summed over all earlier steps).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import random
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, Field
+from transformers import TrainerCallback
 
 from empathkit.errors import ConfigError
 from empathkit.methods.reg.distill import ALPHA, CandidateAugmenter
@@ -104,24 +119,64 @@ def g2_prompt(mc, exemplars: dict[str, tuple], tokenizer=None):
 
 # ====================================================================================================== trainer
 class JointParts:
-    """What the joint trainer adds: the query encoder, the distiller and its candidates, α, the query cycle."""
+    """What the joint trainer adds: the query encoder, the distiller and its candidates, α, the query cycle
+    (``rank`` / ``world``: this process's shard of each draw, see the module docstring)."""
 
-    def __init__(self, qenc, distiller, cands, alpha: float, lr: float, batch_size: int, seed: int):
+    def __init__(self, qenc, distiller, cands, alpha: float, lr: float, batch_size: int, seed: int, *,
+                 rank: int = 0, world: int = 1):
         self.qenc, self.distiller, self.cands, self.alpha = qenc, distiller, cands, alpha
-        self.lr, self.batch_size = lr, batch_size
+        self.lr, self.batch_size, self.rank, self.world = lr, batch_size, rank, world
         self._rng = random.Random(f"reg-joint-order-{seed}")
         self._order: list[int] = []
+        self.digests: list[str] = []  # per rank, at the end of training (QueryEncoderSync.on_train_end)
 
     def next_ids(self) -> list[int]:
+        """This rank's queries for one micro-batch: ``batch_size × world`` from the seeded cycle (the same on every
+        rank), every ``world``-th from ``rank`` (one process: the whole draw)."""
         out = []
-        while len(out) < self.batch_size:
+        while len(out) < self.batch_size * self.world:
             if not self._order:
                 self._order = list(range(len(self.distiller.queries)))
                 self._rng.shuffle(self._order)
             out.append(self._order.pop())
             if len(out) >= len(self.distiller.queries):
                 break
-        return out
+        return out[self.rank::self.world]
+
+    def params(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.qenc.parameters() if p.requires_grad]
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state (names and raw bytes, sorted by name): equal digests = identical weights."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class QueryEncoderSync(TrainerCallback):
+    """Per optimiser step, what the Trainer does for G2 but not for the query encoder (not part of ``model``):
+    average its gradients over the processes before the step (no-op in one process) and zero them after it. At the
+    end of training, every rank's weight digest goes to ``joint.digests``."""
+
+    def __init__(self, joint: JointParts):
+        self.joint = joint
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        from empathkit.training import distributed as dist
+
+        dist.average_gradients(self.joint.params())
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        for p in self.joint.params():
+            p.grad = None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        from empathkit.training import distributed as dist
+
+        self.joint.digests = dist.all_gather(weights_digest(self.joint.qenc.model))
 
 
 class REGJointTrainer(CausalLMTrainer):
@@ -130,6 +185,7 @@ class REGJointTrainer(CausalLMTrainer):
     def __init__(self, *args, joint: JointParts, **kwargs):
         self.joint = joint
         super().__init__(*args, **kwargs)
+        self.add_callback(QueryEncoderSync(joint))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         res = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -147,7 +203,7 @@ class REGJointTrainer(CausalLMTrainer):
 
     def param_groups(self, model) -> list[dict]:
         return super().param_groups(model) + [
-            {"params": [p for p in self.joint.qenc.parameters() if p.requires_grad], "lr": self.joint.lr,
+            {"params": self.joint.params(), "lr": self.joint.lr,
              "weight_decay": 0.0, "name": "retriever"}]
 
     def save_extra(self, output_dir) -> None:
@@ -187,20 +243,64 @@ def current_query_encoder(run_dir: Path, index):
     return QueryEncoder.load(d) if d.is_dir() else QueryEncoder.from_encoder(index.config["encoder"])
 
 
+def _digest_summary(parts: JointParts) -> dict[str, Any]:
+    return {"query_encoder_sha256": parts.digests, "query_encoder_identical": len(set(parts.digests)) == 1}
+
+
+class _DecodedBy:
+    """Stands for G1 on the ranks that only read the decode cache: the name that keys it, and no model."""
+
+    def __init__(self, name: str):
+        self.source_dir = name
+
+
+def joint_distiller(index, g1_loader, queries, pools, rcfg, out_dir: Path, mode: str, progress: bool = True):
+    """The ``Distiller`` of L_R^aug with every (query, candidate) pair of its one Eq. 5 draw decoded:
+    ``(distiller, candidates, replaced flags, pairs decoded now)``. The missing decodes go into the stage-2 cache;
+    with several processes rank 0 alone loads G1 and decodes while the others wait (``distributed.main_first``),
+    then they open the same cache (read only) and draw the same candidates (same seed), checked against rank 0's.
+    G1 is dropped afterwards (``distiller.decode = None``)."""
+    from empathkit.methods.reg.retriever import Distiller
+    from empathkit.training import distributed as dist
+
+    def cands_digest(cands) -> str:
+        return hashlib.sha256(repr(cands).encode()).hexdigest()
+
+    mine: dict[str, Any] = {}
+
+    def decode_on_main() -> dict[str, Any]:
+        g1 = g1_loader()
+        d = Distiller(index, g1, queries, pools, rcfg, out_dir, mode)
+        cands, flags = d.augment()
+        mine.update(distiller=d, cands=cands, flags=flags)
+        return {"g1": d.cache.key["g1"], "decoded": d.fill(cands, progress and dist.is_main(), "G1 decodes (joint)"),
+                "cands": cands_digest(cands)}
+
+    res = dist.main_first(decode_on_main)
+    if mine:
+        d, cands, flags = mine["distiller"], mine["cands"], mine["flags"]
+    else:
+        d = Distiller(index, _DecodedBy(res["g1"]), queries, pools, rcfg, out_dir, mode)
+        cands, flags = d.augment()
+        missing = d.cache.missing([(q.id, e) for q, row in zip(d.queries, cands) for e in row])
+        if cands_digest(cands) != res["cands"] or missing:
+            raise RuntimeError(f"rank {dist.rank()}: the joint stage's candidates differ from rank 0's "
+                               f"({len(missing)} pairs not in {d.cache.path})")
+    d.decode = None  # G1 is not needed any more (every pair is cached)
+    return d, cands, flags, res["decoded"]
+
+
 def train_g2(cfg: dict, run_dir: Path, index, train: list[Example], valid, mc, tc, *, joint: bool,
              progress: bool = True, g1_loader=None) -> Path:
     """Stage ``g2`` / ``joint`` into ``run_dir/g2`` (a driver run directory: adapter/, log.jsonl, done …; the
     joint query encoder in ``g2/adapter/query_encoder``). ``g1_loader()`` → G1 as a plain generator (for the
     missing decodes of L_R^aug)."""
-    from empathkit.methods.reg.retriever import Distiller, candidate_pools
+    from empathkit.methods.reg.retriever import candidate_pools
     from empathkit.training import distributed as dist
     from empathkit.training.driver import run_training
 
     gc: G2TrainConfig = tc.g2_config()
     rcfg = tc.retriever_config()
-    if joint and dist.world_size() > 1:
-        raise ConfigError("REG stage 'joint' runs in one process (the query encoder is not wrapped for DDP); "
-                          "use stage g2 under accelerate launch")
     torch.manual_seed(rcfg.seed)
     qenc = current_query_encoder(run_dir, index)
     qenc.eval()
@@ -208,20 +308,22 @@ def train_g2(cfg: dict, run_dir: Path, index, train: list[Example], valid, mc, t
     ex_train, replaced, total = prompt_exemplars(index, train, mc, qenc, aug)
     ex_valid = prompt_exemplars(index, valid, mc, qenc, None)[0] if valid else {}
     kwargs: dict[str, Any] = {}
+    parts = None
     info = {"init": gc.init, "alpha": gc.alpha if joint else None, "prompt_exemplars_replaced": replaced,
             "prompt_exemplars": total}
     if joint:
         queries = list(train)[: rcfg.queries] if rcfg.queries else list(train)
         queries, pools, rmode = candidate_pools(index, queries, qenc, rcfg.pool, mc.mode)
-        g1 = g1_loader()
-        distiller = Distiller(index, g1, queries, pools, rcfg, run_dir / "retriever", rmode)
-        cands, flags = distiller.augment()
-        info["retriever_decoded"] = distiller.fill(cands, progress, "G1 decodes (joint)")
+        if len(queries) < dist.world_size():
+            raise ConfigError(f"REG stage 'joint' under {dist.world_size()} processes needs at least that many "
+                              f"retriever queries with candidates (got {len(queries)}; train.retriever.queries)")
+        distiller, cands, flags, decoded = joint_distiller(index, g1_loader, queries, pools, rcfg,
+                                                           run_dir / "retriever", rmode, progress)
+        info["retriever_decoded"] = decoded
         info["retriever_candidates_replaced"] = sum(map(sum, flags))
-        del g1
-        distiller.decode = None  # G1 is not needed any more (every pair is cached)
         parts = JointParts(qenc, distiller, cands, gc.alpha, gc.retriever_lr or rcfg.lr,
-                           gc.retriever_batch_size or rcfg.batch_size, rcfg.seed)
+                           gc.retriever_batch_size or rcfg.batch_size, rcfg.seed, rank=dist.rank(),
+                           world=dist.world_size())
         kwargs["trainer_cls"] = lambda *a, **kw: REGJointTrainer(*a, joint=parts, **kw)
     g2cfg = copy.deepcopy(cfg)
     g2cfg["train"] = {**g2cfg.get("train", {}), **gc.train_overrides(), "resume": tc.resume}
@@ -229,6 +331,7 @@ def train_g2(cfg: dict, run_dir: Path, index, train: list[Example], valid, mc, t
     run_training(g2cfg, out, train, valid, progress, model_cfg_cls=type(mc), train_cfg_cls=type(tc),
                  example_prompt=g2_prompt(mc, {**ex_train, **ex_valid}),
                  prepare=_g1_loader(run_dir) if gc.init == "g1" else None,
-                 extra_summary=lambda trainer, m, t: {"reg_stage": "joint" if joint else "g2", **info}, **kwargs)
+                 extra_summary=lambda trainer, m, t: {"reg_stage": "joint" if joint else "g2", **info,
+                                                      **(_digest_summary(parts) if joint else {})}, **kwargs)
     return out
 

@@ -186,8 +186,11 @@ def train_reg(cfg: dict, run_dir: str | Path, progress: bool = True, *, encoder=
             from empathkit.methods.reg.retriever import train_retriever
 
             t0 = time.time()
-            g1 = load_g1(run_dir, mc, index.tagger if mc.needs_query_attributes else None)
-            train_retriever(index, g1, train, rcfg, run_dir / "retriever", progress, mode=mc.mode)
+            # stage 2 runs on rank 0 while the other ranks wait (one writer of the decode cache, query_encoder/ and
+            # retriever_log.jsonl); under accelerate launch the other devices idle for this stage
+            dist.main_first(lambda: train_retriever(
+                index, load_g1(run_dir, mc, index.tagger if mc.needs_query_attributes else None), train, rcfg,
+                run_dir / "retriever", progress, mode=mc.mode) and None)
             times["retriever"] = round(time.time() - t0, 2)
 
         if stage3:
