@@ -104,6 +104,10 @@ def main():
                          "llama-cpp-python is installed; the flag alone: none)")
     ap.add_argument("--llama-ppl-n", type=int, default=32, help="ED references scored by llama.cpp (and, for the "
                                                                 "comparison, by float32 on the same ones)")
+    ap.add_argument("--name", default="generation", help="results file name (benchmarks/results/<name>.{json,md})")
+    ap.add_argument("--templates", nargs="*", default=["structured-v2"],
+                    help="float32 rows on the same examples rendered with these prompt templates too (structured-v2: "
+                         "the context after the guidelines, so the prompts share a longer prefix)")
     a = ap.parse_args()
     import importlib.util
 
@@ -125,23 +129,30 @@ def main():
     from empathkit.models.generation import _common_prefix
 
     shared = _common_prefix(ids)
+    tpl_gens = {t: load_prompt({"template": t}, model=gen.model, tokenizer=tok) for t in a.templates}
+    tpl_prompts = {f"float32 · {t}": [g.prompt(example_messages(e), Controls.from_example(e), s) for e in exs]
+                   for t, g in tpl_gens.items()}
+    tpl_shared = {k: _common_prefix([tok(p, add_special_tokens=False)["input_ids"] for p in v])
+                  for k, v in tpl_prompts.items()}
     rows, texts = [], {}
     for rep in range(a.reps):
         for bs, n in zip(a.batch_sizes, a.n):
-            engines = list(models.items()) + (list(llamas.items()) if bs == 1 else [])
+            engines = list(models.items()) + [(k, gen.model) for k in tpl_prompts] + (
+                list(llamas.items()) if bs == 1 else [])
             for prec, model in engines:
+                ps = tpl_prompts.get(prec, prompts)
                 for pc in (False, True):
                     split = {}
                     s1 = GenerationSettings(max_new_tokens=a.max_new_tokens, batch_size=1, prefix_cache=pc)
                     if prec in llamas:  # the engine keeps the previous prompt's KV: start cold
                         model.engine.llm.reset()
                         dt, t, new, split = run_streamed(lambda p, cb, g=model, s1=s1: g.complete([p], s1, on_text=cb)[0],
-                                                         prompts[:n])
+                                                         ps[:n])
                     elif bs == 1 and not pc:
                         dt, t, new, split = run_streamed(lambda p, cb, m=model, s1=s1: generate_texts(
-                            m, tok, [p], s1, progress=False, on_text=cb)[0], prompts[:n])
+                            m, tok, [p], s1, progress=False, on_text=cb)[0], ps[:n])
                     else:
-                        dt, t, new = run(model, tok, prompts[:n], bs, a.max_new_tokens, pc)
+                        dt, t, new = run(model, tok, ps[:n], bs, a.max_new_tokens, pc)
                     texts[(prec, bs, pc)] = t
                     rows.append({"rep": rep, "precision": prec, "batch_size": bs, "prefix_cache": pc, "responses": n,
                                  "seconds": dt, "responses_per_s": n / dt, "new_tokens_per_s": new / dt, **split})
@@ -159,13 +170,19 @@ def main():
             k = min(a.llama_ppl_n, len(sc))
             ppl["float32 (llama refs)"] = {"ppl": math.exp(sum(x.nll for x in sc[:k]) / sum(x.tokens for x in sc[:k])),
                                            "refs": k}
+    for name, g in zip(tpl_prompts, tpl_gens.values()):  # the template's own prompts on the same references
+        t0 = time.perf_counter()
+        sc = g.score(exs[:a.ppl_n], batch_size=16)
+        ppl[name] = {"ppl": math.exp(sum(x.nll for x in sc) / sum(x.tokens for x in sc)),
+                     "seconds": time.perf_counter() - t0}
+        print(name, ppl[name], flush=True)
     for name, lg in llamas.items():
         t0 = time.perf_counter()
         sc = lg.score(exs[:a.llama_ppl_n])
         ppl[name] = {"ppl": math.exp(sum(x.nll for x in sc) / sum(x.tokens for x in sc)), "refs": len(sc),
                      "seconds": time.perf_counter() - t0}
         print(name, ppl[name], flush=True)
-    base = {}
+    base, own_nc = {}, {}
     table = []
     def med(rs, key):
         vals = [r[key] for r in rs if r.get(key) is not None]
@@ -173,34 +190,40 @@ def main():
 
     dec_base = None
     for bs in a.batch_sizes:
-        for prec in list(models) + (list(llamas) if bs == 1 else []):
+        for prec in list(models) + list(tpl_prompts) + (list(llamas) if bs == 1 else []):
             for pc in (False, True):
                 rs = [r for r in rows if (r["precision"], r["batch_size"], r["prefix_cache"]) == (prec, bs, pc)]
                 m = med(rs, "responses_per_s")
                 base.setdefault(bs, m)
+                own = own_nc.setdefault((bs, prec), m)  # the same engine and prompts without the prefix cache
                 dec = med(rs, "decode_tokens_per_s")
                 if prec == "float32" and bs == 1 and not pc:
                     dec_base = dec
-                ref = texts[("float32", bs, False)]
+                ref = texts[(prec if prec in tpl_prompts else "float32", bs, False)]  # a template: its own prompts
                 agree = sum(x == y for x, y in zip(texts[(prec, bs, pc)], ref))
                 table.append({"batch": bs, "engine / precision": prec, "prefix cache": "on" if pc else "off",
                               "resp/s (median)": m, "ratio vs fp32 no-cache": m / base[bs],
+                              "prefix-cache ratio": m / own,
                               "new tok/s": med(rs, "new_tokens_per_s"),
                               "prompt tok/s": med(rs, "prompt_tokens_per_s") or "",
                               "decode tok/s": dec or "",
                               "decode ratio vs fp32": dec / dec_base if dec and dec_base else "",
                               "greedy = fp32 no-cache": f"{agree}/{len(ref)}",
+                              "shared prefix tokens": tpl_shared.get(prec, shared),
                               "PPL (ED refs)": ppl[prec]["ppl"]})
-    write_results("generation", {"model": "smollm2-135m-instruct", "max_new_tokens": a.max_new_tokens,
+    write_results(a.name, {"model": "smollm2-135m-instruct", "max_new_tokens": a.max_new_tokens,
                                  "prompt": "structured-v1, ED test last-listener", "shared_prefix_tokens": shared,
                                  "mean_prompt_tokens": sum(map(len, ids)) / len(ids), "perplexity": ppl,
+                                 "templates": {k: {"shared_prefix_tokens": v} for k, v in tpl_shared.items()},
                                  "llama_cpp_python": llama_info(),
                                  "rows": rows}, table,
                   "Generation: batch size × precision × shared-prefix KV cache (SmolLM2-135M-Instruct, CPU)",
                   [f"Greedy, {a.max_new_tokens} new tokens, repetition penalty 1.1, length-bucketed batches, "
                    f"{a.reps} repetitions alternating engines; the prompts share {shared} of "
                    f"{sum(map(len, ids)) / len(ids):.0f} tokens on average (the structured-v1 system prompt's "
-                   "head; the emotion-specific part follows).",
+                   "head; the emotion-specific part follows)"
+                   + "".join(f"; `{k.split(' · ')[1]}` rows: the same examples and weights, {v} shared tokens"
+                             for k, v in tpl_shared.items()) + ".",
                    f"PPL: the generator's own `score` on {a.ppl_n} ED test references (last-listener); llama.cpp "
                    f"rows on the first {a.llama_ppl_n} of them, where float32 has PPL "
                    f"{ppl.get('float32 (llama refs)', {}).get('ppl', float('nan')):.4g}.",
@@ -211,7 +234,7 @@ def main():
                    "tokens / the time after it.",
                    f"Threads: torch {__import__('torch').get_num_threads()}, llama.cpp the same.",
                    "Other jobs may share the 2 cores; compare rows of the same run."])
-    print((Path(__file__).parent / "results" / "generation.md").read_text())
+    print((Path(__file__).parent / "results" / f"{a.name}.md").read_text())
 
 
 if __name__ == "__main__":

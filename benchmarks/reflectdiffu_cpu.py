@@ -204,9 +204,13 @@ def main(argv=None) -> int:
     tgt_words = {s: [word_tokens(ex.target)[:MODEL["max_target_tokens"] - 1] for ex in v] for s, v in data.items()}
     h_uni = diagnostics.unigram_entropy(tgt_words["train"], tgt_words["test"], MODEL["vocab_size"])
     gold_intent = [ex.annotations.target.intent for ex in data["test"]]
-    runs = []
+    runs, done = [], resumable_rows(a)
     for seed in a.seeds:  # every variant at one seed before the next seed
         for name in a.variants:
+            if (name, seed) in done:  # finished by an earlier call with the same settings (--out's JSON)
+                runs.append(done[(name, seed)])
+                print(f"{name} seed {seed}: reused from {a.out}.json", flush=True)
+                continue
             mcfg = MODEL | VARIANTS[name] | {"reason_source": "era"}
             cfg = {"method": "reflectdiffu", "seed": seed, "model": mcfg,
                    "train": {"max_steps": a.steps, "batch_size": a.batch, "lr": a.lr, "schedule": a.schedule,
@@ -255,6 +259,26 @@ def main(argv=None) -> int:
             write(a, runs, reasons_note, time.time() - t0, load)
     write(a, runs, reasons_note, time.time() - t0, load)
     return 0
+
+
+SETTINGS_KEYS = ("train", "valid", "test", "steps", "batch", "model", "bartscore_examples", "lr", "schedule",
+                 "warmup_ratio", "tags", "eval_metric", "patience", "no_repeat_ngram", "repetition_penalty")
+
+
+def resumable_rows(a) -> dict:
+    """(variant, seed) → row of ``--out``'s JSON when it was written with these settings (an interrupted run goes
+    on where it stopped); nothing when the file is absent or its settings differ."""
+    p = Path(a.out).with_suffix(".json")
+    if not p.is_file():
+        return {}
+    old = json.loads(p.read_text())
+    mine = {"train": a.train, "valid": a.valid, "test": a.test, "steps": a.steps, "batch": a.batch, "model": MODEL,
+            "bartscore_examples": a.bartscore_n, "lr": a.lr, "schedule": a.schedule, "warmup_ratio": a.warmup_ratio,
+            "tags": a.tags, "eval_metric": a.eval_metric, "patience": a.patience, "no_repeat_ngram": a.no_repeat_ngram,
+            "repetition_penalty": a.repetition_penalty}
+    if any(old["meta"].get(k) != mine[k] for k in SETTINGS_KEYS):
+        return {}
+    return {(r["variant"], r["seed"]): r for r in old["runs"]}
 
 
 def write(a, runs, reasons_note, seconds, load=None):

@@ -16,6 +16,16 @@ common prefix. Single-prompt calls are not cached, so the layout depends only on
 result is the uncached computation (greedy tokens identical on the test models; logits within float rounding).
 It is skipped for encoder–decoder models and when ``batch_context`` is given (ECG-LoRA's per-row gate changes the
 prefix's keys and values).
+
+**Static cache and a compiled decoding step** (``cache: static``, ``compile: true``): transformers' preallocated
+``StaticCache`` and its own ``torch.compile`` of the decoding step (``CompileConfig``; transformers compiles on CPU
+only when asked). Same greedy outputs (tests/models/test_prefix_cache_precision.py; 12/12 SmolLM2 replies). Measured
+with SmolLM2 at batch 1, 32 new tokens, 1 thread (``benchmarks/results/decode-loop.md``, machine shared): decode
+1.04× the dynamic cache for static alone, 1.16× with the compiled step, after a one-off compile of ~80 s and an
+occasional recompile (~70 s) at a new prompt length; so neither is the default. The per-token overhead that remains
+is generate's; the llama.cpp backend is the fast batch-1 path (2.3–3.7× decode, ``benchmarks/results/generation.md``).
+A static cache cannot take the shared prefix (a ``DynamicCache``): with ``cache: static`` the prefix cache is off. Step-level decoding (continuous batching) always uses its own dynamic
+cache; ``cache`` / ``compile`` do not change outputs, so it ignores them.
 """
 
 from __future__ import annotations
@@ -51,6 +61,11 @@ class GenerationSettings(BaseModel):
     precision: Literal["float32", "bfloat16", "auto"] = Field(
         "float32", description="weights precision, applied when the generator is loaded (models/precision.py; "
                                "predictions record the precision actually used)")
+    cache: Literal["dynamic", "static"] = Field(
+        "dynamic", description="KV cache of transformers' generate: static = preallocated (same outputs; no "
+                               "shared-prefix reuse, which needs a dynamic cache)")
+    compile: bool = Field(False, description="torch.compile the decoding step (needs cache: static; one-off compile "
+                                             "of minutes on CPU, then ~1.16x batch-1 decoding here)")
     backend: Literal["transformers", "llama-cpp"] = Field(
         "transformers", description="llama-cpp: run on a GGUF file (methods/llamacpp.py; the llama-cpp extra)")
     gguf: str | None = Field(None, description="the GGUF file / export folder for backend llama-cpp (default: the "
@@ -73,6 +88,18 @@ def generate_kwargs(s: GenerationSettings, tokenizer) -> dict:
         kw.update(num_beams=s.num_beams)
     if s.no_repeat_ngram_size:
         kw.update(no_repeat_ngram_size=s.no_repeat_ngram_size)
+    if s.cache == "static":
+        kw.update(cache_implementation="static")
+        if s.compile:  # transformers compiles the decoding step itself; on CPU only when told to (private flag)
+            from transformers import CompileConfig
+
+            cc = CompileConfig(mode="default")
+            cc._compile_all_devices = True
+            kw.update(compile_config=cc)
+    elif s.compile:
+        from empathkit.errors import ConfigError
+
+        raise ConfigError("generation.compile needs generation.cache=static (a dynamic cache changes shape every step)")
     if s.do_sample:
         kw.update(temperature=s.temperature, top_p=s.top_p)
     else:
@@ -239,7 +266,7 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], settings: Generatio
     enc_lens = [len(x) for x in enc_ids]
     beams = s.num_beams > 1  # HF beam search takes neither a streamer nor per-row stopping: whole replies only
     use_prefix = bool(s.prefix_cache and not encoder_decoder and batch_context is None and prompts
-                      and tokenizer.pad_token_id is not None and not beams)
+                      and tokenizer.pad_token_id is not None and not beams and s.cache == "dynamic")
     p_len, p_cache = prefix_store(model).get(enc_ids) if use_prefix else (0, None)
     out: list[Output | None] = [None] * len(prompts)
     gen_kwargs = generate_kwargs(s, tokenizer)

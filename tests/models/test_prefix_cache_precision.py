@@ -190,3 +190,31 @@ def test_no_repeat_ngram_size_reaches_generate(tiny):
     guarded = generate_texts(model, tok, PROMPTS[:2], GenerationSettings(no_repeat_ngram_size=1, **s), progress=False)
     assert plain[0].text == "." * len(plain[0].text)  # the tiny model repeats one token …
     assert all(o.new_tokens == 8 and "." * 2 not in o.text for o in guarded)  # … which 1-gram banning forbids
+
+
+def test_static_cache_gives_the_dynamic_cache_outputs(tiny):
+    """cache: static (transformers' preallocated StaticCache) decodes the same greedy tokens as the dynamic cache,
+    in padded batches too; it bypasses the shared-prefix store (which needs a dynamic cache); compile needs it."""
+    from empathkit.errors import ConfigError
+    from empathkit.models.generation import generate_kwargs
+
+    model, tok = tiny
+    seen = []
+    orig = model.generate
+
+    def spy(*a, **kw):
+        out = orig(*a, **kw, return_dict_in_generate=True)
+        seen.append(type(out.past_key_values).__name__)
+        return out.sequences
+
+    dynamic = _texts(model, tok, prefix_cache=False)
+    model.generate = spy
+    try:
+        static = _texts(model, tok, cache="static")
+    finally:
+        del model.generate
+    assert static == dynamic and any(t.strip() for t in static)
+    assert seen and set(seen) == {"StaticCache"} and prefix_store(model).misses == 0
+    assert generate_kwargs(GenerationSettings(cache="static", compile=True), tok)["compile_config"]._compile_all_devices
+    with pytest.raises(ConfigError, match="cache=static"):
+        generate_kwargs(GenerationSettings(compile=True), tok)
