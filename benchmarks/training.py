@@ -1,4 +1,5 @@
-"""Training speed: the float32 / random-order path vs bf16 autocast (where native) and length-grouped batches, on
+"""Training speed: the float32 / random-order / full-logits path vs target-only logits (``train.target_logits``), bf16
+autocast (where native) and length-grouped batches, on
 ``recipes/sft/cpu-small`` (SmolLM2-135M-Instruct, LoRA r=16 on q/k/v/o, batch 8, max_length 96, same data and seed).
 
 Settings alternate (old, new, old, new, …) so both see the same machine load. Reports training tokens/s (non-padding
@@ -26,9 +27,11 @@ from empathkit.api import train  # noqa: E402
 from empathkit.config import load_config  # noqa: E402
 
 SETTINGS = {
-    "float32, random order (old default)": {"bf16": False, "sampling": "random"},
-    "bf16 auto, random order": {"bf16": "auto", "sampling": "random"},
-    "bf16 auto, group_by_length (new cpu-small)": {"bf16": "auto", "sampling": "group_by_length"},
+    "float32, random order, full logits (old default)": {"bf16": False, "sampling": "random", "target_logits": False},
+    "float32, random order, target logits (new default)": {"bf16": False, "sampling": "random"},
+    "bf16 auto, group_by_length, full logits": {"bf16": "auto", "sampling": "group_by_length",
+                                                "target_logits": False},
+    "bf16 auto, group_by_length, target logits": {"bf16": "auto", "sampling": "group_by_length"},
 }
 
 
@@ -68,7 +71,7 @@ def main():
                       "wall s (median)": statistics.median(r["wall_s"] for r in rs),
                       "first / last logged loss": f"{rs[0]['losses'][0]:.3f} / {rs[0]['losses'][-1]:.3f}"})
     write_results("training", {"recipe": "sft/cpu-small", "steps": a.steps, "reps": a.reps, "rows": rows}, table,
-                  "Training speed: float32 vs bf16 autocast and length-grouped batches (sft/cpu-small)",
+                  "Training speed: float32 vs bf16 autocast, length-grouped batches and target-only logits (sft/cpu-small)",
                   [f"{a.steps} steps × batch 8 per run, settings alternating, {a.reps} repetitions; tokens/s counts "
                    "non-padding tokens in forward + backward (evaluation excluded).",
                    "Loss curves: `training.json` rows[].losses (every 5 steps); same seed and data for every run.",

@@ -80,5 +80,8 @@ class LMTrainConfig(BaseModel):
     sampling: Literal["random", "group_by_length"] = Field(
         "random", description="training order: random, or group_by_length (batches of similar length, less padding; "
                               "transformers' LengthGroupedSampler, still seeded)")
+    target_logits: bool = Field(
+        True, description="compute the LM head and the loss only at the positions that predict a target token (the "
+                          "union over the batch's rows): the same loss with less work (training/trainer.py)")
     num_workers: int = Field(0, ge=0)
     gradient_checkpointing: bool = False
