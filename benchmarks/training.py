@@ -32,11 +32,16 @@ SETTINGS = {
     "bf16 auto, group_by_length, full logits": {"bf16": "auto", "sampling": "group_by_length",
                                                 "target_logits": False},
     "bf16 auto, group_by_length, target logits": {"bf16": "auto", "sampling": "group_by_length"},
+    # frozen base weights stored in bfloat16 (no autocast casts per op); PEFT keeps the LoRA weights in float32
+    "bf16 weights (model.dtype), group_by_length, target logits": {"sampling": "group_by_length",
+                                                                    "model": {"dtype": "bfloat16"}},
 }
 
 
 def one(name: str, extra: dict, steps: int, out: Path) -> dict:
     cfg = load_config("sft/cpu-small")
+    extra = dict(extra)
+    cfg["model"] = {**cfg["model"], **extra.pop("model", {})}
     cfg["train"] = {**cfg["train"], **extra, "max_steps": steps, "eval_every": steps, "log_every": 5,
                     "log_emotion_grads": False}
     cfg["output_dir"] = str(out)
