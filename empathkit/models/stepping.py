@@ -11,8 +11,8 @@ so every row computes what it would alone; the same request decoded alone (``Gen
 conversation) gives the same greedy tokens (logits within float rounding; tests/serving/test_continuous.py).
 
 Per row, as in :func:`~empathkit.models.generation.generate_texts`: its own ``GenerationSettings`` (budget,
-repetition penalty and ``no_repeat_ngram_size`` over the row's own prompt + generated tokens, greedy or seeded sampling with temperature / top-k /
-top-p — transformers' logits processors, applied per row), streaming through the same
+repetition penalty and ``no_repeat_ngram_size`` over the row's own prompt + generated tokens, greedy or seeded
+sampling with temperature / top-k / top-p — transformers' logits processors, applied per row), streaming through the same
 :class:`~empathkit.models.generation.RowStreamer`, ``should_stop`` (→ ``cancelled``), the same text / token count /
 finish reason. Sampled rows draw from their own ``torch.Generator`` (seeded with ``settings.seed``), so a sampled
 reply does not depend on which other rows share the batch, but it is not the same draw as ``Generator.chat``'s.
