@@ -24,8 +24,9 @@ with SmolLM2 at batch 1, 32 new tokens, 1 thread (``benchmarks/results/decode-lo
 1.04× the dynamic cache for static alone, 1.16× with the compiled step, after a one-off compile of ~80 s and an
 occasional recompile (~70 s) at a new prompt length; so neither is the default. The per-token overhead that remains
 is generate's; the llama.cpp backend is the fast batch-1 path (2.3–3.7× decode, ``benchmarks/results/generation.md``).
-A static cache cannot take the shared prefix (a ``DynamicCache``): with ``cache: static`` the prefix cache is off. Step-level decoding (continuous batching) always uses its own dynamic
-cache; ``cache`` / ``compile`` do not change outputs, so it ignores them.
+A static cache cannot take the shared prefix (a ``DynamicCache``): with ``cache: static`` the prefix cache is off.
+Step-level decoding (continuous batching) always uses its own dynamic cache; ``cache`` / ``compile`` do not change
+outputs, so it ignores them.
 """
 
 from __future__ import annotations
