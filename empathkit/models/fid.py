@@ -25,6 +25,7 @@ API::
     enc, mask, n = fuse(model, tokenizer, [["ctx + exemplar 1", "ctx + exemplar 2"], ["ctx only"]])
     outs = fid_generate(model, tokenizer, rows, settings, on_text=..., should_stop=...)   # -> list[Output]
     out, labels = fid_forward(model, tokenizer, rows, targets); out.loss.backward()       # training (mean NLL)
+    FiDModel(model)(**fid_inputs(tokenizer, rows, targets)).loss                           # the same, one forward
     scores = fid_score(model, tokenizer, rows, targets)                                    # -> list[TokenScore]
 """
 
@@ -46,32 +47,76 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def fuse(model, tokenizer, rows: Rows, max_passage_tokens: int | None = None):
-    """Encode every passage separately and concatenate each row's encoder states.
-
-    Returns ``(BaseModelOutput(last_hidden_state=(rows, fused_len, d)), attention_mask (rows, fused_len),
-    tokens per row)``. Passages longer than ``max_passage_tokens`` are cut at the end."""
-    from transformers.modeling_outputs import BaseModelOutput
-
+def passage_batch(tokenizer, rows: Rows, max_passage_tokens: int | None = None) -> dict[str, torch.Tensor]:
+    """The flattened passages of ``rows`` as encoder inputs: ``input_ids`` / ``attention_mask`` (passages, len),
+    right-padded, and ``passage_row`` (passages,): the row each passage belongs to. Passages longer than
+    ``max_passage_tokens`` are cut at the end."""
     if any(len(r) == 0 for r in rows):
         raise ValueError("every row needs at least one passage")
     flat = [p for r in rows for p in r]
-    owner = [i for i, r in enumerate(rows) for _ in r]
     batch = tokenizer(flat, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=True,
                       truncation=max_passage_tokens is not None, max_length=max_passage_tokens)
-    ids, mask = batch["input_ids"].to(_device(model)), batch["attention_mask"].to(_device(model))
-    hidden = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # (passages, len, d)
-    pieces: list[list[torch.Tensor]] = [[] for _ in rows]
-    for p, i in enumerate(owner):
-        pieces[i].append(hidden[p, mask[p].bool()])
+    owner = torch.tensor([i for i, r in enumerate(rows) for _ in r], dtype=torch.long)
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "passage_row": owner}
+
+
+def fuse_states(encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor, passage_row: torch.Tensor,
+                n_rows: int | None = None):
+    """Encode every passage separately and concatenate each row's encoder states (only real tokens, module
+    docstring). Returns ``(BaseModelOutput(last_hidden_state=(rows, fused_len, d)), attention_mask (rows,
+    fused_len), tokens per row)``."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (passages, len, d)
+    n_rows = int(passage_row.max()) + 1 if n_rows is None else n_rows
+    pieces: list[list[torch.Tensor]] = [[] for _ in range(n_rows)]
+    for p, i in enumerate(passage_row.tolist()):
+        pieces[i].append(hidden[p, attention_mask[p].bool()])
     seqs = [torch.cat(x) for x in pieces]
     n = max(len(s) for s in seqs)
-    fused = hidden.new_zeros(len(rows), n, hidden.shape[-1])
-    fmask = mask.new_zeros(len(rows), n)
+    fused = hidden.new_zeros(n_rows, n, hidden.shape[-1])
+    fmask = attention_mask.new_zeros(n_rows, n)
     for i, s in enumerate(seqs):
         fused[i, :len(s)] = s
         fmask[i, :len(s)] = 1
     return BaseModelOutput(last_hidden_state=fused), fmask, [len(s) for s in seqs]
+
+
+def fuse(model, tokenizer, rows: Rows, max_passage_tokens: int | None = None):
+    """:func:`passage_batch` + :func:`fuse_states` with ``model``'s encoder, on the model's device."""
+    dev = _device(model)
+    b = {k: v.to(dev) for k, v in passage_batch(tokenizer, rows, max_passage_tokens).items()}
+    return fuse_states(model.get_encoder(), b["input_ids"], b["attention_mask"], b["passage_row"], len(rows))
+
+
+def fused_forward(model, input_ids, attention_mask, passage_row, labels):
+    """The encoder–decoder ``model``'s teacher-forced output over fused passages (one row per ``labels`` row)."""
+    enc, mask, _ = fuse_states(model.get_encoder(), input_ids, attention_mask, passage_row, labels.shape[0])
+    return model(encoder_outputs=enc, attention_mask=mask, labels=labels)
+
+
+class FiDModel(torch.nn.Module):
+    """An encoder–decoder model (or its PEFT wrapper) as ``.model``, whose ``forward`` is the whole FiD pass
+    (:func:`fused_forward`), for training: a DDP wrapper only synchronises gradients of what runs inside its own
+    ``forward``, so the per-passage encoder call must happen there rather than through ``model.get_encoder()`` on
+    the wrapped model. Inputs: :func:`fid_inputs`."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, passage_row, labels):
+        return fused_forward(self.model, input_ids, attention_mask, passage_row, labels)
+
+
+def fid_inputs(tokenizer, rows: Rows, targets: Sequence[str], max_passage_tokens: int | None = None,
+               max_target_tokens: int | None = 128, device=None) -> dict[str, torch.Tensor]:
+    """:func:`passage_batch` + ``labels`` (the references' tokens, :func:`target_ids`, padded with -100)."""
+    lab = [target_ids(tokenizer, t, max_target_tokens) for t in targets]
+    n = max(len(x) for x in lab)
+    out = {**passage_batch(tokenizer, rows, max_passage_tokens),
+           "labels": torch.tensor([x + [IGNORE] * (n - len(x)) for x in lab])}
+    return out if device is None else {k: v.to(device) for k, v in out.items()}
 
 
 def target_ids(tokenizer, text: str, max_tokens: int | None = None) -> list[int]:
@@ -90,11 +135,8 @@ def fid_forward(model, tokenizer, rows: Rows, targets: Sequence[str], max_passag
                 max_target_tokens: int | None = 128):
     """Teacher-forced forward pass: labels = the reference tokens (the model shifts them right into the decoder
     input). Returns ``(model output, labels)``; ``output.loss`` is the batch's mean token NLL (for training)."""
-    enc, mask, _ = fuse(model, tokenizer, rows, max_passage_tokens)
-    lab = [target_ids(tokenizer, t, max_target_tokens) for t in targets]
-    n = max(len(x) for x in lab)
-    labels = torch.tensor([x + [IGNORE] * (n - len(x)) for x in lab], device=mask.device)
-    return model(encoder_outputs=enc, attention_mask=mask, labels=labels), labels
+    b = fid_inputs(tokenizer, rows, targets, max_passage_tokens, max_target_tokens, device=_device(model))
+    return fused_forward(model, **b), b["labels"]
 
 
 @torch.inference_mode()

@@ -130,3 +130,51 @@ def test_fid_lora_g1_then_g2_adapters_load_and_generate(tmp_path):
     preds = gen.generate(exs, GenerationSettings(max_new_tokens=4, batch_size=2), progress=False)
     assert all(len(p.extra["exemplars"]) == 2 for p in preds)
     assert all(sc.tokens > 0 for sc in gen.score(exs))
+
+
+def _fid_g1(tmp_path, name: str, finetune: str, **train):
+    import dataclasses
+
+    dialogues = make_dialogues()
+    dialogues = [dataclasses.replace(d, split="valid") if i % 4 == 3 else d for i, d in enumerate(dialogues)]
+    write_jsonl(dialogues, tmp_path / "all.jsonl")
+    model = {**MODEL, "finetune": finetune, **({"lora_r": 4} if finetune == "lora" else {})}
+    cfg = {"method": "reg", "seed": 0, "model": model, "train": {**TRAIN, "stages": ["g1"], "lr": 1e-2, **train},
+           "data": {"source": str(tmp_path / "all.jsonl"), "protocol": "every-listener"}}
+    return METHODS.get("reg").train(cfg, tmp_path / name, progress=False), cfg
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_fid_checkpoints_hold_the_inner_model_resume_and_load_the_best(tmp_path, finetune):
+    """The Trainer trains a ``FiDModel`` wrapper (one forward for DDP); its checkpoints must still be the inner
+    model's own files (no ``model.`` prefix), a resumed run must equal an uninterrupted one, and early stopping's
+    best model must be what is saved."""
+    from safetensors.torch import load_file
+
+    weights = "model.safetensors" if finetune == "full" else "adapter_model.safetensors"
+    wdir = "model" if finetune == "full" else "adapter"
+    # a constant lr: the schedule of a 2-step run then resumed to 3 equals the 3-step run's
+    whole, _ = _fid_g1(tmp_path, "whole", finetune, max_steps=3, save_every=1, scheduler="constant")
+    ck = load_file(str(whole / "checkpoints" / "checkpoint-2" / weights))
+    assert ck and not any(k.startswith("model.") for k in ck)
+    final = load_file(str(whole / wdir / weights))
+    assert final.keys() == ck.keys() and any(not torch.equal(final[k], ck[k]) for k in ck)  # step 3 moved on
+
+    part, cfg = _fid_g1(tmp_path, "part", finetune, max_steps=2, save_every=1, scheduler="constant")
+    cfg["train"] = {**cfg["train"], "max_steps": 3, "resume": True}
+    METHODS.get("reg").train(cfg, part, progress=False)
+    summary = json.loads((part / "train_summary.json").read_text())
+    assert summary["global_steps"] == 3 and summary["resumed_from"].endswith("checkpoint-2")
+    resumed = load_file(str(part / wdir / weights))
+    assert all(torch.allclose(resumed[k], final[k], atol=1e-6) for k in final)
+
+    best, _ = _fid_g1(tmp_path, "best", finetune, max_steps=4, save_every=1, eval_every=1, early_stopping_patience=3,
+                      lr=0.5)  # a large step: the validation loss is not monotone, so "best" need not be the last
+    s = json.loads((best / "train_summary.json").read_text())
+    log = [json.loads(x) for x in (best / "log.jsonl").read_text().splitlines()]
+    evals = {r["step"]: r["eval_loss"] for r in log if "eval_loss" in r}
+    step = min(evals, key=evals.get)
+    assert s["best_eval_loss"] == pytest.approx(evals[step])
+    kept = load_file(str(best / "checkpoints" / f"checkpoint-{step}" / weights))
+    saved = load_file(str(best / wdir / weights))
+    assert all(torch.equal(saved[k], kept[k]) for k in kept)

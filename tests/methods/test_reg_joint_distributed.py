@@ -132,6 +132,70 @@ def test_joint_stage_in_two_processes(launcher, tmp_path):
     assert steps and len(steps) == len(set(steps))  # rank 0 logs
 
 
+@requires_minilm
+@needs_accelerate
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_retriever_stage_runs_on_rank_0_in_two_processes(launcher, tmp_path):
+    """Stage 2 under ``accelerate launch``: rank 0 alone trains the query encoder (one log, one cache) while the
+    other rank waits; then G2 trains on both ranks with the stage-2 retriever's exemplars."""
+    from empathkit.data.jsonl import write_jsonl
+    from empathkit.methods import METHODS
+
+    write_jsonl(make_dialogues(), tmp_path / "all.jsonl")
+    cfg = {"method": "reg", "seed": 0, "model": MODEL, "data": {"source": str(tmp_path / "all.jsonl"),
+                                                                 "protocol": "every-listener"},
+           "train": TRAIN | {"stages": ["g1"], "max_steps": 1}}
+    rd = tmp_path / "run"
+    METHODS.get("reg").train(cfg, rd, progress=False)
+    cfg["train"] = TRAIN | {"stages": ["retriever", "g2"]}
+    (tmp_path / "reg.yaml").write_text(yaml.safe_dump(cfg))
+    res = _launch(tmp_path, ["-m", "empathkit.cli.main", "train", "--quiet", "-c", str(tmp_path / "reg.yaml"),
+                             "--run-dir", str(rd)], timeout=540)
+    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout}\n{res.stderr[-6000:]}"
+    assert (rd / "retriever" / "query_encoder").is_dir()
+    rlog = [json.loads(x) for x in (rd / "retriever" / "retriever_log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rlog if "step" in r]
+    assert steps and len(steps) == len(set(steps))  # one writer
+    files = list((rd / "retriever" / "decodes").glob("g1-decodes-*.jsonl"))
+    assert len(files) == 1
+    pairs = [(r["query"], r["exemplar"]) for r in map(json.loads, files[0].read_text().splitlines()[1:])]
+    assert pairs and len(pairs) == len(set(pairs))
+    summary = json.loads((rd / "g2" / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["reg_stage"] == "g2" and summary["global_steps"] == 3
+    stages = json.loads((rd / "reg_stages.json").read_text())
+    assert stages["stages"] == ["retriever", "g2"] and stages["seconds"]["retriever"] > 0
+
+
+@requires_minilm
+@needs_accelerate
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_fid_stages_in_two_processes(launcher, tmp_path):
+    """FiD G1 → retriever → joint under two processes: DDP sees the whole FiD pass (``FiDModel``), so both ranks
+    end every stage with identical generator weights; the query encoder is synchronised as in the causal joint."""
+    from empathkit.data.jsonl import write_jsonl
+    from tests.methods.test_reg_fid import MODEL as FID_MODEL, TRAIN as FID_TRAIN
+
+    write_jsonl(make_dialogues(), tmp_path / "all.jsonl")
+    cfg = {"method": "reg", "seed": 0, "model": FID_MODEL, "train": FID_TRAIN,
+           "data": {"source": str(tmp_path / "all.jsonl"), "protocol": "every-listener"}}
+    (tmp_path / "reg.yaml").write_text(yaml.safe_dump(cfg))
+    rd = tmp_path / "run"
+    res = _launch(tmp_path, ["-m", "empathkit.cli.main", "train", "--quiet", "-c", str(tmp_path / "reg.yaml"),
+                             "--run-dir", str(rd)], timeout=540)
+    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout}\n{res.stderr[-6000:]}"
+    g1 = json.loads((rd / "train_summary.json").read_text())
+    g2 = json.loads((rd / "g2" / "train_summary.json").read_text())
+    for s in (g1, g2):
+        assert s["world_size"] == 2 and len(s["model_sha256"]) == 2 and s["model_identical"] is True
+    assert g1["model_sha256"][0] != g2["model_sha256"][0]  # G2 trained on from G1
+    assert g2["reg_stage"] == "joint" and g2["query_encoder_identical"] is True
+    assert (rd / "retriever" / "query_encoder").is_dir() and (rd / "g2" / "model" / reg_joint.QUERY_ENCODER).is_dir()
+    files = list((rd / "retriever" / "decodes").glob("g1-decodes-*.jsonl"))
+    assert len(files) == 1
+
+
 # ---------------------------------------------------------------------------------------------- without launching
 def test_each_rank_takes_a_disjoint_share_of_the_same_draw():
     dist = types.SimpleNamespace(queries=list(range(12)))

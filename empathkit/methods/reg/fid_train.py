@@ -12,6 +12,10 @@ joint training, on transformers' ``Trainer`` through the shared pieces (``traini
 - **Fine-tuning**: ``finetune: full`` (the paper fine-tunes T5-small, lr 1e-4) or ``lora`` (PEFT, task
   ``SEQ_2_SEQ_LM``; :func:`seq2seq_lora_targets` maps the causal default q/k/v/o_proj to T5's q/k/v/o). G2 continues
   G1's adapter (as the causal stage 3 does); generation loads base + adapter and merges it.
+- **Multi-process** (``accelerate launch``): the Trainer wraps a :class:`~empathkit.models.fid.FiDModel`, whose
+  ``forward`` is the whole FiD pass, so DDP synchronises the encoder's gradients too; stage 2 runs on rank 0 while
+  the others wait; ``joint`` shards L_R^aug and averages the query encoder's gradients as the causal stage does
+  (``reg/joint.py``: ``joint_distiller``, ``JointParts``, ``QueryEncoderSync``).
 - The encoder input carries no gold emotion (``use_emotion`` off: at inference only the context is known).
 
 Run directory: ``model/`` (G1 weights + tokenizer), ``g2/model/`` (G2; ``g2/model/query_encoder`` after joint) —
@@ -27,6 +31,8 @@ import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+import torch
 
 from empathkit.errors import ConfigError
 from empathkit.methods.reg.generator import fid_generator, seq2seq_config  # noqa: F401 (re-exported)
@@ -86,7 +92,10 @@ def _collate(features: list[dict]) -> dict:
 
 
 class FiDTrainer(CausalLMTrainer):
-    """``CausalLMTrainer`` with the FiD loss: rows of passages and gold texts (no token ids in the batch)."""
+    """``CausalLMTrainer`` with the FiD loss: rows of passages and gold texts (no token ids in the batch). The
+    Trainer's model is a :class:`~empathkit.models.fid.FiDModel` (so a DDP wrapper sees the whole FiD pass in
+    one ``forward``); checkpoints, resume and the best model are the inner model's own (``save_pretrained`` /
+    the Trainer's PEFT or ``PreTrainedModel`` loading), not the wrapper's state dict."""
 
     def __init__(self, *args, fid_tokenizer=None, max_passage_tokens: int | None = None,
                  max_target_tokens: int = 128, **kwargs):
@@ -95,13 +104,47 @@ class FiDTrainer(CausalLMTrainer):
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        from empathkit.models.fid import fid_forward
+        from empathkit.models.fid import fid_inputs
 
-        out, labels = fid_forward(model, self.fid_tok, inputs["passages"], inputs["targets"],
-                                  self.max_passage_tokens, self.max_target_tokens)
+        batch = fid_inputs(self.fid_tok, inputs["passages"], inputs["targets"], self.max_passage_tokens,
+                           self.max_target_tokens, device=self.args.device)
+        out = model(**batch)
         if model.training:
-            self.tokens_seen += int((labels != -100).sum())
+            self.tokens_seen += int((batch["labels"] != -100).sum())
         return (out.loss, out) if return_outputs else out.loss
+
+    def inner_model(self):
+        """The encoder–decoder model (or its PEFT wrapper) inside the :class:`FiDModel`."""
+        return self.accelerator.unwrap_model(self.model).model
+
+    def _save(self, output_dir=None, state_dict=None):
+        import os
+
+        from transformers.trainer import TRAINING_ARGS_NAME
+
+        out = output_dir or self.args.output_dir
+        os.makedirs(out, exist_ok=True)
+        self.inner_model().save_pretrained(out)
+        torch.save(self.args, os.path.join(out, TRAINING_ARGS_NAME))
+        self.save_extra(out)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """In place (the optimiser holds these parameters): a PEFT adapter through PEFT's ``load_adapter``, full
+        weights through ``from_pretrained`` (which re-ties T5's shared embedding) copied in strictly. DDP only:
+        DeepSpeed / FSDP checkpoints of the wrapper are not handled."""
+        from peft import PeftModel
+
+        inner = self.inner_model() if model is None else model
+        if isinstance(inner, PeftModel):
+            inner.load_adapter(resume_from_checkpoint, inner.active_adapter, is_trainable=True)
+        else:
+            saved = type(inner).from_pretrained(resume_from_checkpoint, dtype=inner.dtype)
+            inner.load_state_dict(saved.state_dict())
+        self.load_extra(resume_from_checkpoint)
+
+    def _load_best_model(self):
+        if self.state.best_model_checkpoint:
+            self._load_from_checkpoint(self.state.best_model_checkpoint)
 
 
 class FiDJointTrainer(REGJointTrainer, FiDTrainer):
@@ -120,8 +163,7 @@ def train_fid_stage(cfg: dict, out_dir: Path, mc, tc, rows_train, rows_valid, *,
     from empathkit.training.driver import resolve_resume, training_arguments
     from empathkit.training.logs import JsonlCallback, JsonlLog
 
-    if joint is not None and dist.world_size() > 1:
-        raise ConfigError("REG stage 'joint' runs in one process (the query encoder is not wrapped for DDP)")
+    from empathkit.models.fid import FiDModel
     from empathkit.runconfig import resolve
 
     rc = resolve(cfg)
@@ -139,7 +181,7 @@ def train_fid_stage(cfg: dict, out_dir: Path, mc, tc, rows_train, rows_valid, *,
     callbacks: list = [JsonlCallback(sink)]
     if has_eval and tc.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
-    kw = dict(model=model, args=args, train_dataset=rows_train, eval_dataset=rows_valid or None,
+    kw = dict(model=FiDModel(model), args=args, train_dataset=rows_train, eval_dataset=rows_valid or None,
               data_collator=_collate, callbacks=callbacks, sink=sink, train_cfg=tc, fid_tokenizer=tok,
               max_target_tokens=128)
     trainer = FiDJointTrainer(joint=joint, **kw) if joint is not None else FiDTrainer(**kw)
@@ -148,12 +190,20 @@ def train_fid_stage(cfg: dict, out_dir: Path, mc, tc, rows_train, rows_valid, *,
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     tok.padding_side = "left"
+    from empathkit.methods.reg.joint import weights_digest
+
+    digests = dist.all_gather(weights_digest(trainer.inner_model()))  # every rank: DDP kept them equal
     if trainer.is_world_process_zero():
         wdir = out_dir / (ADAPTER_DIR if mc.finetune == "lora" else MODEL_DIR)
-        trainer.model.save_pretrained(wdir)
+        trainer.inner_model().save_pretrained(wdir)
         tok.save_pretrained(wdir)
         trainer.save_extra(wdir)
-        summary = {"finetune": mc.finetune, "fusion": "fid", "global_steps": trainer.state.global_step,
+        if joint is not None:
+            from empathkit.methods.reg.joint import digest_summary
+
+            extra = {**(extra or {}), **digest_summary(joint)}
+        summary = {"world_size": dist.world_size(), "model_sha256": digests,
+                   "model_identical": len(set(digests)) == 1, "finetune": mc.finetune, "fusion": "fid", "global_steps": trainer.state.global_step,
                    "train_examples": len(rows_train), "valid_examples": len(rows_valid or []),
                    "wall_seconds": time.time() - t0, "train_loss": result.metrics.get("train_loss"),
                    "best_eval_loss": trainer.state.best_metric, "resumed_from": resume, **(extra or {})}
@@ -175,9 +225,11 @@ def load_fid_g1(run_dir: Path, mc, tagger=None):
 def train_reg_fid(cfg: dict, run_dir: Path, index, train, valid, mc, tc, progress: bool = True) -> dict[str, Any]:
     """Stages g1 / retriever / g2 | joint for an encoder–decoder backbone; returns seconds per stage."""
     from empathkit.methods.reg.distill import CandidateAugmenter
-    from empathkit.methods.reg.joint import JointParts, current_query_encoder, prompt_exemplars
-    from empathkit.methods.reg.retriever import Distiller, candidate_pools, train_retriever
+    from empathkit.methods.reg.joint import (JointParts, check_joint_queries, current_query_encoder,
+                                             joint_distiller, prompt_exemplars)
+    from empathkit.methods.reg.retriever import candidate_pools, train_retriever
     from empathkit.models.backbones import load_tokenizer
+    from empathkit.training import distributed as dist
 
     times: dict[str, Any] = {}
     budget = 256  # encoder tokens of a source (oldest turns dropped first), as generation's default prompt budget
@@ -192,8 +244,9 @@ def train_reg_fid(cfg: dict, run_dir: Path, index, train, valid, mc, tc, progres
         raise ConfigError(f"train.stages={tc.stages} skips g1 but {run_dir} has no trained G1 (model/ or adapter/)")
     if "retriever" in tc.stages:
         t0 = time.time()
-        train_retriever(index, load_fid_g1(run_dir, mc, tagger), train, tc.retriever_config(),
-                        run_dir / "retriever", progress, mode=mc.mode)
+        # rank 0 alone (one writer of the decode cache and query_encoder/), as the causal stage 2 (reg/train.py)
+        dist.main_first(lambda: train_retriever(index, load_fid_g1(run_dir, mc, tagger), train, tc.retriever_config(),
+                                                run_dir / "retriever", progress, mode=mc.mode) and None)
         times["retriever"] = round(time.time() - t0, 2)
     stage3 = next((s for s in tc.stages if s in ("g2", "joint")), None)
     if stage3:
@@ -204,17 +257,18 @@ def train_reg_fid(cfg: dict, run_dir: Path, index, train, valid, mc, tc, progres
         aug = CandidateAugmenter(index.exemplars, rcfg.distill.k, seed=rcfg.seed) if rcfg.distill.k > 0 else None
         ex_train, replaced, total = prompt_exemplars(index, train, mc, qenc, aug)
         ex_valid = prompt_exemplars(index, valid, mc, qenc, None)[0] if valid else {}
-        parts = None
-        if stage3 == "joint":
+        parts, info = None, {}
+        if stage3 == "joint":  # as the causal joint stage (reg/joint.py), multi-process included
             queries = list(train)[: rcfg.queries] if rcfg.queries else list(train)
             queries, pools, rmode = candidate_pools(index, queries, qenc, rcfg.pool, mc.mode)
-            distiller = Distiller(index, load_fid_g1(run_dir, mc, tagger), queries, pools, rcfg,
-                                  run_dir / "retriever", rmode)
-            cands, _ = distiller.augment()
-            distiller.fill(cands, progress, "G1 decodes (joint)")
-            distiller.decode = None
+            check_joint_queries(queries)
+            distiller, cands, flags, decoded = joint_distiller(
+                index, lambda: load_fid_g1(run_dir, mc, tagger), queries, pools, rcfg, run_dir / "retriever", rmode,
+                progress)
+            info = {"retriever_decoded": decoded, "retriever_candidates_replaced": sum(map(sum, flags))}
             parts = JointParts(qenc, distiller, cands, gc.alpha, gc.retriever_lr or rcfg.lr,
-                               gc.retriever_batch_size or rcfg.batch_size, rcfg.seed)
+                               gc.retriever_batch_size or rcfg.batch_size, rcfg.seed, rank=dist.rank(),
+                               world=dist.world_size())
         g2cfg = {**cfg, "train": {**cfg.get("train", {}), **gc.train_overrides(), "resume": tc.resume}}
         from empathkit.config import validate
 
@@ -223,6 +277,6 @@ def train_reg_fid(cfg: dict, run_dir: Path, index, train, valid, mc, tc, progres
                         fid_rows(shape, valid, ex_valid, budget) if valid else None,
                         init_from=run_dir if gc.init == "g1" else None, joint=parts, progress=progress,
                         extra={"reg_stage": stage3, "init": gc.init, "prompt_exemplars_replaced": replaced,
-                               "prompt_exemplars": total})
+                               "prompt_exemplars": total, **info})
         times[stage3] = round(time.time() - t0, 2)
     return times

@@ -243,8 +243,17 @@ def current_query_encoder(run_dir: Path, index):
     return QueryEncoder.load(d) if d.is_dir() else QueryEncoder.from_encoder(index.config["encoder"])
 
 
-def _digest_summary(parts: JointParts) -> dict[str, Any]:
+def digest_summary(parts: JointParts) -> dict[str, Any]:
     return {"query_encoder_sha256": parts.digests, "query_encoder_identical": len(set(parts.digests)) == 1}
+
+
+def check_joint_queries(queries) -> None:
+    """Every process needs at least one L_R^aug query of its own."""
+    from empathkit.training import distributed as dist
+
+    if len(queries) < dist.world_size():
+        raise ConfigError(f"REG stage 'joint' under {dist.world_size()} processes needs at least that many "
+                          f"retriever queries with candidates (got {len(queries)}; train.retriever.queries)")
 
 
 class _DecodedBy:
@@ -314,9 +323,7 @@ def train_g2(cfg: dict, run_dir: Path, index, train: list[Example], valid, mc, t
     if joint:
         queries = list(train)[: rcfg.queries] if rcfg.queries else list(train)
         queries, pools, rmode = candidate_pools(index, queries, qenc, rcfg.pool, mc.mode)
-        if len(queries) < dist.world_size():
-            raise ConfigError(f"REG stage 'joint' under {dist.world_size()} processes needs at least that many "
-                              f"retriever queries with candidates (got {len(queries)}; train.retriever.queries)")
+        check_joint_queries(queries)
         distiller, cands, flags, decoded = joint_distiller(index, g1_loader, queries, pools, rcfg,
                                                            run_dir / "retriever", rmode, progress)
         info["retriever_decoded"] = decoded
@@ -332,6 +339,6 @@ def train_g2(cfg: dict, run_dir: Path, index, train: list[Example], valid, mc, t
                  example_prompt=g2_prompt(mc, {**ex_train, **ex_valid}),
                  prepare=_g1_loader(run_dir) if gc.init == "g1" else None,
                  extra_summary=lambda trainer, m, t: {"reg_stage": "joint" if joint else "g2", **info,
-                                                      **(_digest_summary(parts) if joint else {})}, **kwargs)
+                                                      **(digest_summary(parts) if joint else {})}, **kwargs)
     return out
 
