@@ -44,7 +44,8 @@ def retrieve(args: List[str] = typer.Argument(None, help="the context, one argum
                                                           "with --build-index: key=value overrides, e.g. "
                                                           "data.train_limit=2000 attributes.source=none"),
              index: Optional[Path] = typer.Option(None, "--index", help="a saved retrieval index folder"),
-             run: Optional[Path] = typer.Option(None, "--run", help="a REG run directory (its index/ folder)"),
+             run: Optional[Path] = typer.Option(None, "--run", help="a REG run directory: its index (refreshed by "
+                                                                   "stage 2 if it re-indexed) and trained query encoder"),
              k: int = typer.Option(5, "-k", "--k", min=1, help="exemplars to show"),
              mode: str = typer.Option("reg", "--mode", help="reg (cosine + attribute agreement) | semantic (cosine)"),
              build: bool = typer.Option(False, "--build-index", help="build an index from the ED train split"),
@@ -66,7 +67,12 @@ def retrieve(args: List[str] = typer.Argument(None, help="the context, one argum
         console.print(f"index: {out} ({c['corpus_size']} exemplars, encoder {c['encoder']}, attributes "
                       f"{c['attribute_source']}; seconds {json.dumps(c.get('seconds', {}))})", highlight=False)
         return
-    exemplars = do_retrieve(list(args or []), index=index, run=run, k=k, mode=mode)
+    loaded = None
+    if run is not None and index is None:  # what the run retrieves at inference: its trained query encoder
+        from empathkit.methods.reg.method import run_index
+
+        loaded = run_index(run) if run.is_dir() else None
+    exemplars = do_retrieve(list(args or []), index=index, run=run, k=k, mode=mode, loaded=loaded)
     if as_json:
         for e in exemplars:
             typer.echo(json.dumps(e.to_json(), ensure_ascii=False))

@@ -199,8 +199,11 @@ def test_retriever_stage_and_trained_query_encoder_are_wired(data, patched, monk
         (out_dir / "query_encoder").mkdir(parents=True)
         return out_dir
 
+    from empathkit.methods.reg.retriever import stage_index
+
     fake = types.ModuleType("empathkit.methods.reg.retriever")
     fake.RetrieverTrainConfig, fake.QueryEncoder, fake.train_retriever = RetrieverTrainConfig, QueryEncoder, train_retriever
+    fake.stage_index = stage_index  # the real one: no refreshed index here, so the built one
     monkeypatch.setitem(sys.modules, "empathkit.methods.reg.retriever", fake)
     with pytest.raises(ConfigError, match="retriever: querys: Extra inputs"):
         method_config(_cfg(data, train={"stages": ["g1", "retriever"], "retriever": {"querys": 2}}))

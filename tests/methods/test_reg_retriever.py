@@ -150,3 +150,48 @@ def test_echo_g1_gives_a_non_uniform_target(index, queries, tmp_path):
     out = train_retriever(idx, Echo(), queries[:8], cfg, tmp_path / "e", progress=False)
     log = [json.loads(line) for line in (out / "retriever_log.jsonl").read_text().splitlines()]
     assert log and log[0]["entropy"] < np.log(4) - 1e-3 and log[0]["augmented"] == 0.0
+
+
+def test_reindex_every_refreshes_vectors_and_pools_and_the_run_retrieves_from_the_refreshed_index(index, queries,
+                                                                                                  tmp_path):
+    from empathkit.methods.reg.method import run_index
+    from empathkit.methods.reg.retriever import candidate_pools
+
+    idx, folder = index
+    before = idx.vectors().copy()
+    cfg = RetrieverTrainConfig(**dict(CFG, lr=5e-2, distill={"k": 0.0}, reindex_every=2))
+    rd = tmp_path / "run"
+    shutil.copytree(folder, rd / "index")
+    out = train_retriever(idx, Echo(), queries, cfg, rd / "retriever", progress=False)
+    summary = json.loads((out / "retriever_config.json").read_text())
+    rows = [json.loads(line) for line in (out / "retriever_log.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "step" in r]
+    n = len(steps)
+    assert n == summary["steps"] == 2 * -(-len(queries) // 8)
+    refresh = [r for r in rows if r.get("kind") == "reindex"]
+    assert [r["after_step"] for r in refresh] == list(range(2, n, 2)) and summary["refreshes"] == len(refresh)
+    assert np.array_equal(idx.vectors(), before)  # the built index is untouched
+    # the saved refreshed index = the corpus embedded by the final query encoder
+    qenc = QueryEncoder.load(out / "query_encoder")
+    saved = ExemplarIndex.load(out / "index")
+    ref = embed(qenc, [" ".join(e.context) for e in saved.exemplars])
+    assert np.allclose(saved.vectors(), ref, atol=1e-5) and not np.allclose(saved.vectors(), before, atol=1e-3)
+    assert saved.config["refreshed"]["final"] is True and saved.config["key"]["encoder"] == "refreshed"
+    # the pools moved with the refreshes: pairs beyond the initial pools were decoded (k = 0: no augmentation)
+    _, pools0, _ = candidate_pools(idx, queries, QueryEncoder.from_encoder("minilm-l6"), cfg.pool)
+    (cache_file,) = (out / "decodes").glob("*.jsonl")
+    pairs = [(r["query"], r["exemplar"]) for r in map(json.loads, cache_file.read_text().splitlines()[1:])]
+    initial = {(q.id, e) for q, p in zip(queries, pools0) for e in p}
+    assert len(pairs) == len(set(pairs)) and initial <= set(pairs)
+    assert sum(r["pool_changed"] for r in refresh) > 0 and len(pairs) > len(initial)
+    # a trained run retrieves from the refreshed index with its trained encoder
+    got = run_index(rd)
+    assert got.config.get("refreshed") and np.allclose(got.vectors(), saved.vectors())
+    ctx = [[t.text for t in ex.context] for ex in queries[:4]]
+    assert [[e.id for e in r] for r in got.search(ctx, k=3, mode="semantic")] == \
+           [[e.id for e in r] for r in saved.search(ctx, k=3, mode="semantic", query_encoder=qenc)]
+    # a later run without re-indexing removes the stale refreshed index
+    train_retriever(idx, Echo(), queries, RetrieverTrainConfig(**dict(CFG, epochs=1)), rd / "retriever",
+                    progress=False)
+    assert not (rd / "retriever" / "index").exists()
+    assert not run_index(rd).config.get("refreshed")

@@ -250,6 +250,9 @@ def train_reg_fid(cfg: dict, run_dir: Path, index, train, valid, mc, tc, progres
         times["retriever"] = round(time.time() - t0, 2)
     stage3 = next((s for s in tc.stages if s in ("g2", "joint")), None)
     if stage3:
+        from empathkit.methods.reg.retriever import stage_index
+
+        index = stage_index(run_dir, index)  # the refreshed index when stage 2 re-indexed
         t0 = time.time()
         gc, rcfg = tc.g2_config(), tc.retriever_config()
         qenc = current_query_encoder(run_dir, index)

@@ -190,6 +190,16 @@ class ExemplarIndex:
     def vectors(self) -> np.ndarray:
         return self.index.reconstruct_n(0, self.index.ntotal) if len(self) else np.zeros((0, 1), np.float32)
 
+    def reembedded(self, encoder, batch_size: int = 64, progress: bool = False, **note: Any) -> "ExemplarIndex":
+        """An index refresh: the same exemplars (attributes included) with their contexts embedded again by
+        ``encoder`` (e.g. a trained query encoder), in a new FAISS index. ``note`` goes to ``config["refreshed"]``;
+        the build key's encoder becomes ``"refreshed"``, so :func:`build_index` never takes it for an index of the
+        configured encoder."""
+        v = embed(encoder, [query_text(e.context) for e in self.exemplars], batch_size, progress)
+        key = {**self.config.get("key", {}), "encoder": "refreshed"}
+        cfg = {**self.config, "dim": int(v.shape[1]), "key": key, "refreshed": dict(note)}
+        return ExemplarIndex.from_vectors(self.exemplars, v, cfg, encoder=encoder, tagger=self._tagger)
+
     # search ---------------------------------------------------------------------------------------------------
     def search(self, contexts: Sequence[Sequence[str]], k: int = 5, mode: str | None = "reg",
                exclude_dialogue_ids: Sequence[str | Iterable[str] | None] | None = None,
@@ -399,11 +409,13 @@ def resolve_index_dir(index: str | Path | None = None, run: str | Path | None = 
 
 
 def retrieve(context: Sequence[str], index: str | Path | None = None, run: str | Path | None = None, k: int = 5,
-             mode: str = "reg") -> list[Exemplar]:
-    """The top-``k`` exemplars of one context (turns, oldest first) from a saved index."""
+             mode: str = "reg", loaded: "ExemplarIndex | None" = None) -> list[Exemplar]:
+    """The top-``k`` exemplars of one context (turns, oldest first) from a saved index (``loaded``: an index
+    object to search instead, e.g. a trained run's ``method.run_index``)."""
     if not context or not any(t.strip() for t in context):
         raise ConfigError("give the context to retrieve for (one or more turns)")
-    return ExemplarIndex.load(resolve_index_dir(index, run)).search([list(context)], k=k, mode=mode)[0]
+    idx = loaded if loaded is not None else ExemplarIndex.load(resolve_index_dir(index, run))
+    return idx.search([list(context)], k=k, mode=mode)[0]
 
 
 def build_from_overrides(overrides: Sequence[str], out: str | Path, config: str | None = None,

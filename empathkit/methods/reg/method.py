@@ -175,6 +175,21 @@ def _query_encoder(run_dir: Path):
     return QueryEncoder.load(d)
 
 
+def run_index(run_dir: str | Path, query_encoder=None):
+    """The index a trained run retrieves from — stage 2's refreshed ``retriever/index`` when it re-indexed, else
+    ``index/`` — with queries embedded by ``query_encoder`` (default: the run's latest trained one, else the
+    index's own encoder). A folder that is itself an index (``--run`` given an index) loads as it is."""
+    from empathkit.methods.reg.index import CONFIG_FILE, ExemplarIndex
+    from empathkit.methods.reg.retriever import stage_index
+
+    rd = Path(run_dir)
+    if (rd / CONFIG_FILE).is_file() and not (rd / INDEX_DIR).is_dir():
+        return ExemplarIndex.load(rd)
+    qenc = _query_encoder(rd) if query_encoder is None else query_encoder
+    index = stage_index(rd, ExemplarIndex.load(rd / INDEX_DIR, encoder=qenc))
+    return index
+
+
 def load(config: dict | REGModelConfig | None = None, run_dir: str | Path | None = None) -> REGRunGenerator:
     """A trained REG run directory as a generator (``config``: the run's ``model`` section with any inference-time
     overrides, e.g. ``k`` or ``mode``)."""
@@ -203,11 +218,12 @@ def load(config: dict | REGModelConfig | None = None, run_dir: str | Path | None
     mc = config if isinstance(config, REGModelConfig) else (
         validate(REGModelConfig, config, "model") if config else run_mc)
     qenc = _query_encoder(rd)
-    index = ExemplarIndex.load(rd / INDEX_DIR, encoder=qenc)
+    index = run_index(rd, qenc)
     if mc.mode == "reg" and not index.has_attributes:
         raise ConfigError(f"{rd / INDEX_DIR} was built without emotion attributes: load with model.mode=semantic")
     info = {"run_dir": str(rd), "generator": stage, "mode": mc.mode, "k": mc.k,
-            "query_encoder": "trained" if qenc is not None else index.config.get("encoder")}
+            "query_encoder": "trained" if qenc is not None else index.config.get("encoder"),
+            "index": "refreshed" if index.config.get("refreshed") else "built"}
     cls = REGFiDRunGenerator if fid else REGRunGenerator
     return cls(model, tok, mc, index, info=info, source_dir=rd)
 

@@ -1,15 +1,23 @@
 """REG stage 2 (Sec. 3.2.3, Eq. 3–5): the retriever distilled from G1's token-level utilities.
 
-Query-side training as Atlas / FiD do it without re-indexing: a trainable copy of the index's sentence encoder
-(:class:`QueryEncoder`) embeds the *queries*; the exemplar embeddings stay the frozen vectors of the FAISS index
-(``ExemplarIndex.vectors()``), so nothing is re-embedded or re-indexed. Periodic re-indexing (re-embedding the
-corpus with the trained encoder) is not built.
+Query-side training as Atlas / FiD do it without re-indexing (the default): a trainable copy of the index's
+sentence encoder (:class:`QueryEncoder`) embeds the *queries*; the exemplar embeddings stay the frozen vectors of
+the FAISS index (``ExemplarIndex.vectors()``), so nothing is re-embedded or re-indexed.
+
+``reindex_every: N`` (optional) adds periodic re-indexing, Atlas' "index refresh" with a shared encoder: every N
+optimiser steps the corpus is re-embedded by the current query encoder (``ExemplarIndex.reembedded``; no gradient
+flows into the exemplar side, as in the refresh between steps), the candidate pools are retrieved again from the
+refreshed index, a new Eq. 5 draw is made and the new pairs are decoded; training continues against the refreshed
+vectors. After the last step the corpus is embedded once more by the final encoder and saved in
+``retriever/index/``: what the run retrieves from afterwards (stage 3, ``load``, ``empathkit retrieve --run``), so
+queries and exemplars come from one encoder.
 
 :func:`train_retriever`, into ``out_dir``::
 
     decodes/g1-decodes-<key>.jsonl   G1 decodes of (query, candidate) pairs (reg/decodes.py DecodeCache), resumable
     retriever_log.jsonl               one row per optimiser step: loss, mean entropy of P, augmented share
     query_encoder/                    the trained query encoder (sentence-transformers save, safetensors)
+    index/                            with reindex_every: the last refreshed exemplar index
     retriever_config.json             config, seed, counts, seconds (decoding vs training); written last
 
 1. a fixed pool of ``pool`` (M) candidates per training query from the index (mode ``reg`` when the index has
@@ -42,6 +50,7 @@ from empathkit.methods.reg.index import ExemplarIndex, query_text
 from empathkit.types import Example
 
 ENCODER_DIR, CONFIG_FILE, LOG_FILE, DECODES_DIR = "query_encoder", "retriever_config.json", "retriever_log.jsonl", "decodes"
+INDEX_DIR = "index"  # the refreshed index (reindex_every)
 
 
 # ====================================================================================================== encoder
@@ -131,6 +140,9 @@ class RetrieverTrainConfig(BaseModel):
                                "g1-likelihood = G1's mean log-likelihood of the gold response given the candidate "
                                "(Generator.score; the Table 2 'G1+RAG' ablation)")
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    reindex_every: int | None = Field(
+        None, ge=1, description="optimiser steps between index refreshes (re-embed the corpus with the current "
+                                "query encoder, re-retrieve the pools); None = query-side only, no refresh")
 
 
 # ====================================================================================================== training
@@ -204,6 +216,13 @@ class Distiller:
         self.utility = cfg.distill.utility_fn() if cfg.target == "utility" else None
         self.loss_fn = cfg.distill.retrieval_loss()
 
+    def refresh(self, index: ExemplarIndex, pools: Sequence[Sequence[str]]) -> None:
+        """Use a refreshed index's vectors and the pools retrieved from it (same exemplars, same queries)."""
+        if len(pools) != len(self.queries):
+            raise ValueError(f"{len(pools)} refreshed pools for {len(self.queries)} queries")
+        self.pools = [list(p) for p in pools]
+        self.vectors = torch.from_numpy(np.ascontiguousarray(index.vectors(), dtype=np.float32))
+
     def augment(self) -> tuple[list[list[str]], list[list[bool]]]:
         """One Eq. 5 draw over every query's pool: ``(candidate ids, replaced flags)``."""
         cands, flags = [], []
@@ -252,6 +271,16 @@ class Distiller:
         return self.loss_fn(F, similarity_scores(q, emb), mask), target, mask
 
 
+def stage_index(run_dir: Path, index: ExemplarIndex | None = None) -> ExemplarIndex:
+    """The exemplar index a REG run retrieves from after stage 2: the refreshed one (``retriever/index``, written
+    under ``reindex_every``) when it exists, else ``index`` (default: ``run_dir/index``). A loaded refreshed index
+    keeps ``index``'s encoder / tagger objects."""
+    d = Path(run_dir) / "retriever" / INDEX_DIR
+    if (d / "config.json").is_file():
+        return ExemplarIndex.load(d, encoder=getattr(index, "_encoder", None), tagger=getattr(index, "_tagger", None))
+    return index if index is not None else ExemplarIndex.load(Path(run_dir) / "index")
+
+
 def train_retriever(index: ExemplarIndex, g1, queries: Sequence[Example], cfg: RetrieverTrainConfig,
                     out_dir: Path, progress: bool = True, encoder_init=None, mode: str | None = None) -> Path:
     """Distil G1's utilities into a query encoder (module docstring); returns ``out_dir``. ``encoder_init``: the
@@ -272,6 +301,10 @@ def train_retriever(index: ExemplarIndex, g1, queries: Sequence[Example], cfg: R
             return out
     out.mkdir(parents=True, exist_ok=True)
     done.unlink(missing_ok=True)
+    if (out / INDEX_DIR).is_dir():  # a refreshed index of an earlier run
+        import shutil
+
+        shutil.rmtree(out / INDEX_DIR)
 
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -284,18 +317,30 @@ def train_retriever(index: ExemplarIndex, g1, queries: Sequence[Example], cfg: R
     opt = torch.optim.AdamW([p for p in qenc.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
 
-    t_decode = t_train = 0.0
-    decoded = steps = augmented = total = 0
+    t_decode = t_train = t_reindex = 0.0
+    decoded = steps = augmented = total = refreshes = 0
     step_rng = random.Random(f"reg-retriever-order-{cfg.seed}")
     log_rows: list[dict[str, Any]] = []
     (out / LOG_FILE).write_text("", encoding="utf-8")
+    n_steps = cfg.epochs * math.ceil(len(queries) / cfg.batch_size)
+
+    def write_log(row: dict[str, Any]) -> None:
+        with (out / LOG_FILE).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def draw(desc: str):
+        """An Eq. 5 draw over the current pools and its missing G1 decodes."""
+        nonlocal augmented, total, decoded, t_decode
+        c, f = dist.augment()
+        augmented += sum(map(sum, f))
+        total += sum(map(len, f))
+        t = time.time()
+        decoded += dist.fill(c, progress, desc)
+        t_decode += time.time() - t
+        return c, f
+
     for epoch in range(cfg.epochs):
-        cands, flags = dist.augment()  # 2. augmentation, drawn once per epoch
-        augmented += sum(map(sum, flags))
-        total += sum(map(len, flags))
-        t0 = time.time()  # 3. the missing G1 decodes
-        decoded += dist.fill(cands, progress, f"G1 decodes (epoch {epoch + 1})")
-        t_decode += time.time() - t0
+        cands, flags = draw(f"G1 decodes (epoch {epoch + 1})")  # 2. augmentation (once per epoch) + 3. decodes
         t0 = time.time()  # 4. distillation steps
         qenc.train()
         order = list(range(len(queries)))
@@ -313,18 +358,39 @@ def train_retriever(index: ExemplarIndex, g1, queries: Sequence[Example], cfg: R
                    "augmented": sum(sum(flags[i]) for i in ids) / max(1, sum(len(flags[i]) for i in ids)),
                    "queries": len(ids)}
             log_rows.append(row)
-            with (out / LOG_FILE).open("a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            write_log(row)
             bar.update(1)
+            if cfg.reindex_every and steps % cfg.reindex_every == 0 and steps < n_steps:
+                t1 = time.time()  # periodic re-indexing (module docstring)
+                qenc.eval()
+                index = index.reembedded(qenc, progress=progress, after_step=steps)
+                kept, pools, _ = candidate_pools(index, queries, qenc, cfg.pool, mode)
+                if [q.id for q in kept] != [q.id for q in queries]:
+                    raise RuntimeError("a refreshed index left a training query without candidates")
+                changed = sum(len(set(a) - set(b)) for a, b in zip(pools, dist.pools)) / max(1, sum(map(len, pools)))
+                dist.refresh(index, pools)
+                refreshes += 1
+                t_reindex += time.time() - t1
+                cands, flags = draw(f"G1 decodes (refresh {refreshes})")
+                t_train -= time.time() - t1  # re-indexing and its decodes are counted apart from training
+                write_log({"kind": "reindex", "after_step": steps, "pool_changed": round(changed, 4),
+                           "seconds": round(time.time() - t1, 2)})
+                qenc.train()
         bar.close()
         qenc.eval()
         t_train += time.time() - t0
 
     qenc.save(out / ENCODER_DIR)
+    if cfg.reindex_every:  # a last refresh with the final encoder: what the run retrieves from from now on
+        t1 = time.time()
+        index.reembedded(qenc, progress=progress, after_step=steps, final=True).save(out / INDEX_DIR)
+        t_reindex += time.time() - t1
     summary = dict(want, seed=cfg.seed, mode=mode, steps=steps, epochs=cfg.epochs, queries_used=len(queries),
                    pool=cfg.pool, decoded=decoded, cached=len(dist.cache), augmented=augmented, candidates=total,
                    augmented_share=augmented / max(1, total), cache_file=str(dist.cache.path.name),
-                   seconds={"pool": round(t_pool, 2), "decoding": round(t_decode, 2), "training": round(t_train, 2)},
+                   refreshes=refreshes,
+                   seconds={"pool": round(t_pool, 2), "decoding": round(t_decode, 2), "training": round(t_train, 2),
+                            "reindexing": round(t_reindex, 2)},
                    final_loss=log_rows[-1]["loss"] if log_rows else None)
     done.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return out

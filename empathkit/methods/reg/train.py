@@ -195,7 +195,9 @@ def train_reg(cfg: dict, run_dir: str | Path, progress: bool = True, *, encoder=
 
         if stage3:
             from empathkit.methods.reg.joint import train_g2
+            from empathkit.methods.reg.retriever import stage_index
 
+            index = stage_index(run_dir, index)  # the refreshed index when stage 2 re-indexed
             t0 = time.time()
             train_g2(cfg, run_dir, index, train, valid, mc, tc, joint=stage3 == "joint", progress=progress,
                      g1_loader=lambda: load_g1(run_dir, mc, index.tagger if mc.needs_query_attributes else None))
