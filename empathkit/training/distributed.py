@@ -1,7 +1,8 @@
 """Multi-process training (``accelerate launch`` / ``torchrun``): which process this is, and the few collective steps
 the drivers need beyond what the Trainer does itself — one run directory chosen by rank 0 and broadcast, rank-0-only
 writes, a barrier before other ranks read what rank 0 wrote — and, for state outside the Trainer's model (REG's joint
-query encoder), gradient averaging, long rank-0 work the others wait for, and gathering a value from every rank.
+query encoder), gradient averaging, long rank-0 work the others wait for, gathering a value from every rank, and a
+weights digest to check that the copies stayed identical.
 
 Single-process runs never touch ``torch.distributed``: every helper is a no-op when ``WORLD_SIZE`` is 1.
 
@@ -181,3 +182,17 @@ def average_gradients(params) -> int:
             given += 1
         offset += k
     return given
+
+
+def weights_digest(module) -> str:
+    """SHA-256 of a module's state (names and raw bytes, sorted by name): equal digests = identical weights (the
+    check that data-parallel copies stayed in step)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

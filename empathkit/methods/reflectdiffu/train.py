@@ -267,6 +267,7 @@ def train_reflectdiffu(cfg: dict, run_dir: str | Path, progress: bool = True,
             torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
                         "step": step, "best": best, "bad": bad, "rng": torch.get_rng_state()}, ck / "last.pt")
     bar.close()
+    digests = distributed.all_gather(distributed.weights_digest(model))  # the copies stayed identical
     if not main:
         distributed.barrier()
         return rd
@@ -275,7 +276,8 @@ def train_reflectdiffu(cfg: dict, run_dir: str | Path, progress: bool = True,
     summary = {"steps": step, "total_steps": total, "warmup_steps": warmup, "best_eval_loss": None if best == math.inf
                else best, "stopped_early": stopped, "train_examples": len(items), "valid_examples": len(v_items),
                "intent_labels": sum(it.intent >= 0 for it in items), "vocab": len(vocab), "parameters": n_params,
-               "variant": variant_name(mc), "seconds": round(time.time() - t0, 1), "resumed": resume}
+               "variant": variant_name(mc), "seconds": round(time.time() - t0, 1), "resumed": resume,
+               "world_size": ws, "model_sha256": digests, "model_identical": len(set(digests)) == 1}
     (rd / "train_summary.json").write_text(json.dumps(summary, indent=2))
     (rd / "done").write_text("")
     if ws > 1:

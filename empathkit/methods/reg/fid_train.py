@@ -190,9 +190,7 @@ def train_fid_stage(cfg: dict, out_dir: Path, mc, tc, rows_train, rows_valid, *,
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     tok.padding_side = "left"
-    from empathkit.methods.reg.joint import weights_digest
-
-    digests = dist.all_gather(weights_digest(trainer.inner_model()))  # every rank: DDP kept them equal
+    digests = dist.all_gather(dist.weights_digest(trainer.inner_model()))  # every rank: DDP kept them equal
     if trainer.is_world_process_zero():
         wdir = out_dir / (ADAPTER_DIR if mc.finetune == "lora" else MODEL_DIR)
         trainer.inner_model().save_pretrained(wdir)

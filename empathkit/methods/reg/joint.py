@@ -52,6 +52,7 @@ from transformers import TrainerCallback
 
 from empathkit.errors import ConfigError
 from empathkit.methods.reg.distill import ALPHA, CandidateAugmenter
+from empathkit.training.distributed import weights_digest  # noqa: F401 (re-exported)
 from empathkit.training.trainer import CausalLMTrainer
 from empathkit.types import Controls, Example
 
@@ -145,15 +146,6 @@ class JointParts:
 
     def params(self) -> list[torch.nn.Parameter]:
         return [p for p in self.qenc.parameters() if p.requires_grad]
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """SHA-256 of a module's state (names and raw bytes, sorted by name): equal digests = identical weights."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 class QueryEncoderSync(TrainerCallback):
