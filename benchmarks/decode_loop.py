@@ -82,7 +82,7 @@ def main():
 
         d = json.loads((Path(__file__).parent / "results" / "decode-loop.json").read_text())
         meta = {k: d.get(k) for k in ("model", "max_new_tokens", "threads", "compile_warmup_s", "load_start",
-                                      "load_end")}
+                                      "load_end", "date", "versions")}  # the measured run's
         meta["n"] = d.get("n") or len({r["prompt"] for r in d["rows"]})
         report(d["rows"], meta)
         print((Path(__file__).parent / "results" / "decode-loop.md").read_text())
