@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from empathkit.classifiers import KINDS, classifier_dir, is_trained, load_classifier
+from empathkit.classifiers import classifier_dir, is_trained, load_classifier
 from empathkit.classifiers import _LOADED
 from empathkit.classifiers.core import ClassifierConfig, TextClassifier, pair_features
 from empathkit.errors import DataError, ResourceMissing
@@ -20,16 +20,6 @@ LABELS = ["sad", "joyful", "angry"]
 def clf():
     W, b = keyword_head(LABELS, {"sad": "sad", "happy": "joyful", "angry": "angry"})
     return TextClassifier(ClassifierConfig(kind="emotion", labels=LABELS), W, b, encoder=KeywordEncoder())
-
-
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMPATHKIT_CACHE", str(tmp_path / "cache"))
-    for k in list(KINDS):
-        monkeypatch.delenv("EMPATHKIT_CLASSIFIER_" + k.replace("-", "_").upper(), raising=False)
-    _LOADED.clear()
-    yield tmp_path / "cache"
-    _LOADED.clear()
 
 
 def test_predict_returns_label_and_probability(clf):

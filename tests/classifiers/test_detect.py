@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from empathkit.classifiers import KINDS, _LOADED
+from empathkit.classifiers import _LOADED
 from empathkit.classifiers.core import ClassifierConfig, TextClassifier
 from empathkit.classifiers.detect import (NO_GUESS, EmotionDetector, EmotionGuess, conversation_context,
                                           detect_emotions)
@@ -15,16 +15,6 @@ from _clf_fakes import RecordingClassifier, RecordingEncoder, keyword_head
 
 LABELS = ["sad", "joyful", "angry"]
 CONTEXT = ["I was so angry at my brother", "What happened?", "He broke my bike", "Oh no", "now I am just happy"]
-
-
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMPATHKIT_CACHE", str(tmp_path / "cache"))
-    for k in list(KINDS):
-        monkeypatch.delenv("EMPATHKIT_CLASSIFIER_" + k.replace("-", "_").upper(), raising=False)
-    _LOADED.clear()
-    yield tmp_path / "cache"
-    _LOADED.clear()
 
 
 def keyword_classifier(extra):

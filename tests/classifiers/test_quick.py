@@ -7,22 +7,12 @@ import json
 
 import pytest
 
-from conftest import requires_data
-from empathkit.classifiers import _LOADED, KINDS, classifier_dir, is_trained
+from tests.conftest import requires_data
+from empathkit.classifiers import _LOADED, classifier_dir, is_trained
 from empathkit.classifiers.core import ClassifierConfig, TextClassifier
 from empathkit.classifiers.quick import QUICK_LINEAR, ensure_quick_emotion, is_quick_folder, train_quick_emotion
 
 LABELS = ["sad", "joyful"]
-
-
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMPATHKIT_CACHE", str(tmp_path / "cache"))
-    for k in list(KINDS):
-        monkeypatch.delenv("EMPATHKIT_CLASSIFIER_" + k.replace("-", "_").upper(), raising=False)
-    _LOADED.clear()
-    yield tmp_path / "cache"
-    _LOADED.clear()
 
 
 def fake_trained(variant: str | None) -> None:
