@@ -32,10 +32,19 @@ def resolve_precision(precision: str) -> str:
 
 def apply_precision(generator, precision: str) -> str:
     """Convert ``generator.model`` to ``precision`` in place (once, at load) and record it in ``generator.info``.
-    Returns the resolved name. A generator without a torch ``model`` only accepts float32."""
+    Returns the resolved name. A generator without a torch ``model`` only accepts float32; a generator class with
+    ``precisions`` (e.g. ReflectDiffu: float32) refuses the others, except that ``auto`` falls back to its first."""
     import torch
 
     name = resolve_precision(precision)
+    supported = getattr(generator, "precisions", None)  # a generator class may run at fewer precisions
+    if supported is not None and name not in supported:
+        from empathkit.errors import ConfigError
+
+        if precision != "auto":
+            raise ConfigError(f"generation.precision={precision}: {type(generator).__name__} runs at "
+                              f"{' / '.join(supported)} only")
+        name = supported[0]
     model = getattr(generator, "model", None)
     if not isinstance(model, torch.nn.Module):
         if name != "float32":

@@ -161,6 +161,33 @@ def test_chat(subject):
     assert [r.text for r in subject.gen.chat(CONVS, SAMPLED)] == [r.text for r in replies]  # seeded
 
 
+def test_chat_at_bfloat16_or_a_clear_refusal(subject):
+    """``serve`` / ``chat`` load at ``auto`` precision (bfloat16 where the CPU has it): every method either chats
+    with its weights in bfloat16 or declares the precisions it runs at and refuses the others in one line (and then
+    ``auto`` keeps its own: ReflectDiffu). On a copy: the module's subject stays float32."""
+    import copy
+
+    import torch
+
+    from empathkit.errors import ConfigError
+    from empathkit.models.precision import apply_precision
+
+    g = copy.copy(subject.gen)
+    g.info = dict(g.info)
+    supported = getattr(g, "precisions", None)
+    model = getattr(g, "model", None)
+    if supported is not None and "bfloat16" not in supported or not isinstance(model, torch.nn.Module):
+        with pytest.raises(ConfigError, match="precision=bfloat16"):
+            apply_precision(g, "bfloat16")
+        return
+    assert apply_precision(g, "bfloat16") == "bfloat16" and g.info["precision"] == "bfloat16"
+    assert next(g.model.parameters()).dtype == torch.bfloat16
+    replies = g.chat(CONVS, SAMPLED)
+    assert len(replies) == len(CONVS) and all(isinstance(r, Reply) for r in replies)
+    assert all(0 < r.completion_tokens <= SAMPLED.max_new_tokens for r in replies)
+    assert next(subject.gen.model.parameters()).dtype == torch.float32  # the shared subject is untouched
+
+
 def test_stream(subject):
     deltas: dict[int, list[str]] = {i: [] for i in range(len(CONVS))}
     final: dict[int, Reply] = {}

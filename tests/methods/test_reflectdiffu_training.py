@@ -223,3 +223,26 @@ def test_eval_metric_picks_the_validation_number(run, examples):
     want = g.model.eval().losses(collate(items, g.vocab, g.era_dim))
     assert got["loss"] == pytest.approx(float(want["loss"]), rel=1e-5)
     assert got["L_res"] == pytest.approx(float(want["L_res"]), rel=1e-5) and got["L_res"] != got["loss"]
+
+
+def test_a_run_is_served_at_the_serve_default_precision(run):
+    """``serve`` loads runs at ``auto`` precision (bfloat16 where native): ReflectDiffu stays float32 (its DDPM and
+    float32 inputs would mix dtypes) and answers over the API with its decisions in the metadata; an explicit
+    bfloat16 is a one-line error."""
+    import openai
+
+    from empathkit.cli.serve import build_generator
+    from empathkit.errors import ConfigError
+    from empathkit.serving.server import BackgroundServer, create_app
+
+    gen = build_generator("reflectdiffu", run, 8)  # the CLI's default precision
+    assert next(gen.model.parameters()).dtype == torch.float32 and gen.info["precision"] == "float32"
+    with pytest.raises(ConfigError, match="float32 only"):
+        build_generator("reflectdiffu", run, 8, precision="bfloat16")
+    app = create_app(gen, {"model_id": "rd"})
+    with BackgroundServer(app) as url, openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0) as c:
+        r = c.chat.completions.create(model="rd", messages=[{"role": "user", "content": "I lost my job today."}],
+                                      max_tokens=8)
+    meta = r.model_extra["empathkit"]
+    assert r.choices[0].message.content.strip()
+    assert {"predicted_emotion", "intent_first", "intent_twice"} <= set(meta)

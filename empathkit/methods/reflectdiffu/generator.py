@@ -49,6 +49,10 @@ def row_generators(keys: Sequence[str], seed: int) -> list[torch.Generator]:
 
 class RDGenerator(Generator):
     name = "reflectdiffu"
+    # float32 only (``models.precision.apply_precision``): the DDPM's betas start at 1e-5 and its noise, timestep
+    # features and the ERA's reason states are float32 — bfloat16 would lose the schedule and mix dtypes, and a
+    # 2M-parameter network gains nothing from it. ``auto`` (chat / serve) keeps float32; ``bfloat16`` is refused.
+    precisions = ("float32",)
 
     def __init__(self, model: ReflectDiffu, vocab: Vocab, config: RDModelConfig, reasons=None, prior=None,
                  info: dict[str, Any] | None = None, default_settings: GenerationSettings | None = None,
