@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from conftest import requires_data
+from tests.conftest import requires_data
 from empathkit.cli.main import app
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import requires_data, requires_smollm2
+from tests.conftest import requires_data, requires_smollm2
 
 
 @requires_data
