@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from empathkit.testing import make_dialogues
 from tests.methods.test_distributed import needs_accelerate
 from tests.methods.test_reflectdiffu_training import MODEL
-from tests.methods.test_reg_joint_distributed import _launch, launcher  # noqa: F401 (fixture)
+from tests.methods.test_reg_joint_distributed import launch_train, launcher  # noqa: F401 (fixture)
 
 
 @needs_accelerate
@@ -28,11 +27,8 @@ def test_reflectdiffu_trains_identically_on_two_processes(launcher, tmp_path):  
            "data": {"source": str(tmp_path / "all.jsonl"), "protocol": "every-listener"},
            "train": {"batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "log_every": 1, "save_every": 100,
                      "max_steps": 6, "early_stopping_patience": None}}
-    (tmp_path / "rd.yaml").write_text(yaml.safe_dump(cfg))
     rd = tmp_path / "run"
-    res = _launch(tmp_path, ["-m", "empathkit.cli.main", "train", "--quiet", "-c", str(tmp_path / "rd.yaml"),
-                             "--run-dir", str(rd)], timeout=540)
-    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout}\n{res.stderr[-6000:]}"
+    launch_train(cfg, tmp_path, rd)
     s = json.loads((rd / "train_summary.json").read_text())
     assert s["world_size"] == 2 and s["steps"] == 6
     assert len(s["model_sha256"]) == 2 and s["model_identical"] is True

@@ -66,6 +66,14 @@ def _launch(cwd: Path, target: list[str], timeout: int = 300) -> subprocess.Comp
                           check=False)
 
 
+def launch_train(cfg: dict, tmp_path: Path, rd: Path) -> None:
+    """``empathkit train -c <cfg as YAML> --run-dir rd`` under two launched processes; fails with both outputs."""
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    res = _launch(tmp_path, ["-m", "empathkit.cli.main", "train", "--quiet", "-c", str(tmp_path / "run.yaml"),
+                             "--run-dir", str(rd)], timeout=540)
+    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout}\n{res.stderr[-6000:]}"
+
+
 @pytest.fixture(scope="module")
 def launcher(tmp_path_factory) -> dict:
     """Both ranks' results of HELPERS_SCRIPT; skips when the two processes never started."""
@@ -108,10 +116,7 @@ def test_joint_stage_in_two_processes(launcher, tmp_path):
     rd = tmp_path / "run"
     METHODS.get("reg").train(cfg, rd, progress=False)  # G1 in this process; no stage 2: joint decodes every pair
     cfg["train"] = TRAIN | {"stages": ["joint"]}
-    (tmp_path / "reg.yaml").write_text(yaml.safe_dump(cfg))
-    res = _launch(tmp_path, ["-m", "empathkit.cli.main", "train", "--quiet", "-c", str(tmp_path / "reg.yaml"),
-                             "--run-dir", str(rd)], timeout=540)
-    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout}\n{res.stderr[-6000:]}"
+    launch_train(cfg, tmp_path, rd)
 
     summary = json.loads((rd / "g2" / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["reg_stage"] == "joint" and summary["global_steps"] == 3
@@ -149,10 +154,7 @@ def test_retriever_stage_runs_on_rank_0_in_two_processes(launcher, tmp_path):
     rd = tmp_path / "run"
     METHODS.get("reg").train(cfg, rd, progress=False)
     cfg["train"] = TRAIN | {"stages": ["retriever", "g2"]}
-    (tmp_path / "reg.yaml").write_text(yaml.safe_dump(cfg))
-    res = _launch(tmp_path, ["-m", "empathkit.cli.main", "train", "--quiet", "-c", str(tmp_path / "reg.yaml"),
-                             "--run-dir", str(rd)], timeout=540)
-    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout}\n{res.stderr[-6000:]}"
+    launch_train(cfg, tmp_path, rd)
     assert (rd / "retriever" / "query_encoder").is_dir()
     rlog = [json.loads(x) for x in (rd / "retriever" / "retriever_log.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in rlog if "step" in r]
@@ -180,11 +182,8 @@ def test_fid_stages_in_two_processes(launcher, tmp_path):
     write_jsonl(make_dialogues(), tmp_path / "all.jsonl")
     cfg = {"method": "reg", "seed": 0, "model": FID_MODEL, "train": FID_TRAIN,
            "data": {"source": str(tmp_path / "all.jsonl"), "protocol": "every-listener"}}
-    (tmp_path / "reg.yaml").write_text(yaml.safe_dump(cfg))
     rd = tmp_path / "run"
-    res = _launch(tmp_path, ["-m", "empathkit.cli.main", "train", "--quiet", "-c", str(tmp_path / "reg.yaml"),
-                             "--run-dir", str(rd)], timeout=540)
-    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout}\n{res.stderr[-6000:]}"
+    launch_train(cfg, tmp_path, rd)
     g1 = json.loads((rd / "train_summary.json").read_text())
     g2 = json.loads((rd / "g2" / "train_summary.json").read_text())
     for s in (g1, g2):
