@@ -186,8 +186,7 @@ def run_index(run_dir: str | Path, query_encoder=None):
     if (rd / CONFIG_FILE).is_file() and not (rd / INDEX_DIR).is_dir():
         return ExemplarIndex.load(rd)
     qenc = _query_encoder(rd) if query_encoder is None else query_encoder
-    index = stage_index(rd, ExemplarIndex.load(rd / INDEX_DIR, encoder=qenc))
-    return index
+    return stage_index(rd, ExemplarIndex.load(rd / INDEX_DIR, encoder=qenc))
 
 
 def load(config: dict | REGModelConfig | None = None, run_dir: str | Path | None = None) -> REGRunGenerator:

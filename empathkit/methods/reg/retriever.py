@@ -46,7 +46,7 @@ from pydantic import BaseModel, Field
 
 from empathkit.methods.reg.decodes import DecodeCache, pair_decoder
 from empathkit.methods.reg.distill import CandidateAugmenter, DistillConfig, distillation_target, similarity_scores
-from empathkit.methods.reg.index import ExemplarIndex, query_text
+from empathkit.methods.reg.index import CONFIG_FILE as INDEX_CONFIG_FILE, ExemplarIndex, query_text
 from empathkit.types import Example
 
 ENCODER_DIR, CONFIG_FILE, LOG_FILE, DECODES_DIR = "query_encoder", "retriever_config.json", "retriever_log.jsonl", "decodes"
@@ -276,7 +276,7 @@ def stage_index(run_dir: Path, index: ExemplarIndex | None = None) -> ExemplarIn
     under ``reindex_every``) when it exists, else ``index`` (default: ``run_dir/index``). A loaded refreshed index
     keeps ``index``'s encoder / tagger objects."""
     d = Path(run_dir) / "retriever" / INDEX_DIR
-    if (d / "config.json").is_file():
+    if (d / INDEX_CONFIG_FILE).is_file():
         return ExemplarIndex.load(d, encoder=getattr(index, "_encoder", None), tagger=getattr(index, "_tagger", None))
     return index if index is not None else ExemplarIndex.load(Path(run_dir) / "index")
 
