@@ -12,12 +12,11 @@ from empathkit.runs import library_versions
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_results(name: str, payload: dict, table_rows: list[dict], title: str, notes: list[str] = (),
-                  date: str | None = None) -> Path:
-    """``results/<name>.json`` + ``.md``. ``date``: when the numbers were measured (default now; a table rewritten
-    from saved rows passes the saved date, so re-rendering does not re-date the measurement)."""
+def write_results(name: str, payload: dict, table_rows: list[dict], title: str, notes: list[str] = ()) -> Path:
+    """``results/<name>.json`` + ``.md``. ``date`` and ``versions`` are now's unless ``payload`` carries them (a
+    table re-rendered from saved rows passes the measured run's, so re-rendering does not re-date it)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "date": date or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": _cpu(),
+    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": _cpu(),
                "versions": library_versions(), **payload}
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     cols = list(table_rows[0]) if table_rows else []

@@ -201,7 +201,8 @@ def train_fid_stage(cfg: dict, out_dir: Path, mc, tc, rows_train, rows_valid, *,
 
             extra = {**(extra or {}), **digest_summary(joint)}
         summary = {"world_size": dist.world_size(), "model_sha256": digests,
-                   "model_identical": len(set(digests)) == 1, "finetune": mc.finetune, "fusion": "fid", "global_steps": trainer.state.global_step,
+                   "model_identical": len(set(digests)) == 1, "finetune": mc.finetune, "fusion": "fid",
+                   "global_steps": trainer.state.global_step,
                    "train_examples": len(rows_train), "valid_examples": len(rows_valid or []),
                    "wall_seconds": time.time() - t0, "train_loss": result.metrics.get("train_loss"),
                    "best_eval_loss": trainer.state.best_metric, "resumed_from": resume, **(extra or {})}
